@@ -1,0 +1,100 @@
+# The shared "budget" of the shapes demos: model size, optimiser, schedule
+# and runtime settings that configs/conditional_detr/shapes_demo_detr.py
+# (plain DETR) and configs/conditional_detr/shapes_demo.py (Conditional DETR)
+# both inherit, so that the two detectors are compared at the same backbone,
+# width, depth, number of queries, image size and training length.
+#
+# A demo config uses these variables through ``_base_``, e.g.
+#   model = dict(backbone=_base_.backbone, num_queries=_base_.num_queries, ...)
+# and must not change them; only the detector-specific parts (attention
+# modules, head, losses, matching costs) differ between the two demos.
+#
+# This file also pulls in mmdet's default runtime (hooks, logging,
+# visualiser) and adjusts it, so a demo config lists only this file and
+# _base_/shapes_dataset.py as its bases.
+_base_ = 'mmdet::_base_/default_runtime.py'
+default_scope = 'mmdet_conddetr'
+
+# ----------------------------------------------------------------- model size
+embed_dims = 128  # transformer width
+num_heads = 8
+ffn_channels = 512  # hidden size of the transformer FFNs
+num_encoder_layers = 2
+num_decoder_layers = 3
+num_queries = 20  # the shapes images hold at most 4 objects
+dropout = 0.0  # tiny data, tiny model, short schedule: no dropout
+
+data_preprocessor = dict(
+    type='mmdet.DetDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_size_divisor=1)
+
+# ResNet-18 trained from scratch (no download: init_cfg=None). Only the first
+# three stages are used: their stride-16 output gives an 8x8 feature map for a
+# 128 px image (the full stride-32 network would leave 4x4 cells).
+backbone = dict(
+    type='mmdet.ResNet',
+    depth=18,
+    num_stages=3,
+    strides=(1, 2, 2),
+    dilations=(1, 1, 1),
+    out_indices=(2, ),
+    frozen_stages=-1,
+    norm_cfg=dict(type='BN', requires_grad=True),
+    norm_eval=False,
+    style='pytorch',
+    init_cfg=None)
+backbone_out_channels = 256  # channels of ResNet-18 stage 3
+
+neck = dict(
+    type='mmdet.ChannelMapper',
+    in_channels=[backbone_out_channels],
+    kernel_size=1,
+    out_channels=embed_dims,
+    act_cfg=None,
+    norm_cfg=None,
+    num_outs=1)
+
+# ------------------------------------------------------------------- schedule
+max_epochs = 12
+lr = 2e-4
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
+    clip_grad=dict(max_norm=0.1, norm_type=2))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=0.1,
+        by_epoch=False,
+        begin=0,
+        end=100),
+    dict(
+        type='MultiStepLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        milestones=[max_epochs - 2],
+        gamma=0.1)
+]
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+# lr above is for 1 process x 8 images per batch
+auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+# ------------------------------------------------------------------- runtime
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=2,
+        save_best='coco/bbox_mAP',
+        rule='greater'))
+log_processor = dict(type='LogProcessor', window_size=25, by_epoch=True)
+randomness = dict(seed=0)

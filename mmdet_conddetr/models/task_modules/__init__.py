@@ -1,0 +1,3 @@
+from .assigners import BatchedHungarianAssigner
+
+__all__ = ['BatchedHungarianAssigner']
