@@ -173,9 +173,10 @@ class ConditionalDETRHead(BaseModule):
         """Top-k detections over all query × class scores of the last layer.
 
         Returns:
-            list[InstanceData]: Per image ``scores`` [K], ``labels`` [K] and
+            list[InstanceData]: Per image ``scores`` [K], ``labels`` [K],
             ``bboxes`` [K, 4] (xyxy, in original-image pixels when
-            ``rescale``), K = min(max_per_img, Q * C).
+            ``rescale``) and the ``query_index`` [K] each detection came
+            from, K = min(max_per_img, Q * C).
         """
         logits, boxes = self(hidden_states[-1:], references)
         logits, boxes = logits[0], boxes[0]
@@ -194,5 +195,8 @@ class ConditionalDETRHead(BaseModule):
                 [width, height, width, height])
             results.append(
                 InstanceData(
-                    scores=scores[image], labels=labels[image], bboxes=xyxy))
+                    scores=scores[image],
+                    labels=labels[image],
+                    bboxes=xyxy,
+                    query_index=query_index[image]))
         return results
