@@ -77,3 +77,18 @@ def test_coco_config_trains_one_iteration(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_package_scoped_config_paths_resolve(tmp_path):
+    """`mmdet_conddetr::` paths work from any directory once the package is
+    installed (editable installs included: see utils/package_paths.py)."""
+    from mmengine.hub import get_config
+    user_config = tmp_path / 'my_config.py'
+    user_config.write_text(
+        "_base_ = 'mmdet_conddetr::conditional_detr/dc5_r50_50ep.py'\n"
+        'train_cfg = dict(max_epochs=1)\n')
+    cfg = Config.fromfile(str(user_config))
+    assert cfg.model.backbone.type == 'ResNetDC5'
+    assert cfg.train_cfg.max_epochs == 1
+    hub_cfg = get_config('mmdet_conddetr::conditional_detr/r50_50ep.py')
+    assert hub_cfg.model.type == 'ConditionalDETR'
