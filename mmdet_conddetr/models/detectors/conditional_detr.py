@@ -18,6 +18,7 @@ from mmdet.models.detectors import DETR
 from mmdet.models.layers import SinePositionalEncoding
 from torch import Tensor, nn
 
+from mmdet_conddetr.checkpoint import foreign_checkpoint_pre_hook
 from mmdet_conddetr.registry import MODELS
 from ..layers import (ConditionalDETRTransformerDecoder,
                       ConditionalDETRTransformerEncoder)
@@ -42,6 +43,7 @@ class ConditionalDETR(DETR):
         self.decoder = ConditionalDETRTransformerDecoder(**self.decoder)
         self.embed_dims = self.encoder.embed_dims
         self.query_embedding = nn.Embedding(self.num_queries, self.embed_dims)
+        self.register_load_state_dict_pre_hook(foreign_checkpoint_pre_hook)
         if self.positional_encoding.num_feats * 2 != self.embed_dims:
             raise ValueError(
                 'positional_encoding.num_feats must be half of embed_dims '

@@ -1,0 +1,51 @@
+"""Read, convert and write Conditional DETR checkpoints of every layout.
+
+Supported layouts (``source``/``--to`` names):
+
+* ``official``: Atten4Vis/ConditionalDETR (``{'model': ...}``, 91 COCO-id
+  class rows, torchvision backbone names);
+* ``detrex``: IDEA-Research/detrex, both its ``converted_*`` files and its own
+  trained weights (80 classes, detectron2 backbone names);
+* ``hf``: Hugging Face transformers ``ConditionalDetrForObjectDetection``
+  (hub/``save_pretrained`` names and transformers 5 in-memory names; timm or
+  transformers ResNet backbone);
+* ``mmdet``: MMDetection 3.x's built-in ``ConditionalDETR``;
+* ``mmdet_conddetr``: this package.
+
+Typical use::
+
+    from mmdet_conddetr.checkpoint import convert_state_dict
+    model.load_state_dict(convert_state_dict(torch.load(path)['model']))
+
+Loading a foreign checkpoint into a ``ConditionalDETR`` (``load_from=``,
+``tools/test.py CONFIG CKPT``) converts it on the fly (see :mod:`.hook`).
+Importing this package allow-lists ``argparse.Namespace`` for
+``torch.load(weights_only=True)`` (the official files store their command
+line), see :func:`allow_foreign_checkpoint_types`.
+"""
+from .coco_classes import (COCO_CATEGORY_IDS, COCO_UNUSED_IDS, PRIOR_BIAS,
+                           expand_coco_rows, select_coco_rows)
+from .convert import (SOURCES, ConversionResult, convert, convert_state_dict,
+                      detect_source, export_state_dict, extract_state_dict)
+from .errors import (CheckpointError, CheckpointFileError, KeyMismatchError,
+                     NumClassesError, UnknownLayoutError,
+                     UnsafeCheckpointError)
+from .hook import foreign_checkpoint_pre_hook
+from .io import (allow_foreign_checkpoint_types, checkpoint_meta,
+                 load_foreign_checkpoint, read_checkpoint_file,
+                 save_checkpoint)
+from .sources import FOREIGN_LAYOUTS, LAYOUTS
+
+allow_foreign_checkpoint_types()
+
+__all__ = [
+    'COCO_CATEGORY_IDS', 'COCO_UNUSED_IDS', 'PRIOR_BIAS', 'expand_coco_rows',
+    'select_coco_rows', 'SOURCES', 'LAYOUTS', 'FOREIGN_LAYOUTS',
+    'ConversionResult', 'convert', 'convert_state_dict', 'detect_source',
+    'export_state_dict', 'extract_state_dict', 'CheckpointError',
+    'CheckpointFileError', 'KeyMismatchError', 'NumClassesError',
+    'UnknownLayoutError', 'UnsafeCheckpointError',
+    'foreign_checkpoint_pre_hook', 'allow_foreign_checkpoint_types',
+    'checkpoint_meta', 'load_foreign_checkpoint', 'read_checkpoint_file',
+    'save_checkpoint'
+]

@@ -1,0 +1,254 @@
+"""Hugging Face transformers' layout (``ConditionalDetrForObjectDetection``).
+
+Two spellings exist and both are read:
+
+* the files on the hub (``microsoft/conditional-detr-resnet-50``), written by
+  transformers' ``convert_conditional_detr_original_pytorch_checkpoint_to_
+  pytorch.py`` and still what ``save_pretrained`` writes in transformers 5:
+  ``model.backbone.conv_encoder.model.*`` (the backbone), ``model.
+  input_projection``, ``model.query_position_embeddings``, encoder layer
+  ``self_attn.{q,k,v,out}_proj``, ``fc1``, ``fc2``, ``self_attn_layer_norm``,
+  ``final_layer_norm``; decoder layer ``sa_*``/``ca_*`` projections as in the
+  official code, ``self_attn.out_proj``, ``encoder_attn.out_proj``,
+  ``fc1/fc2``, ``self_attn_layer_norm``, ``encoder_attn_layer_norm``,
+  ``final_layer_norm``; ``model.decoder.layernorm``, ``.query_scale``,
+  ``.ref_point_head``; ``class_labels_classifier`` (91 rows, COCO ids) and
+  ``bbox_predictor``;
+* the in-memory names of transformers 5 (``model.state_dict()``), which its
+  ``conversion_mapping.py`` maps to and from the above: ``model.backbone.
+  model.*``, ``o_proj`` for ``out_proj``, ``mlp.fc1/fc2``, and the decoder
+  projections inside ``self_attn.{q_content,q_pos,k_content,k_pos,v}_proj``
+  and ``encoder_attn.{q_content,q_pos,k_content,k_pos,v,q_pos_sine}_proj``.
+
+The backbone is timm's ResNet for the hub models (torchvision names:
+``conv1``, ``bn1``, ``layer1..4``, ``downsample.0/1``) or transformers' own
+``ResNetBackbone`` (``embedder.embedder.{convolution,normalization}``,
+``encoder.stages.S.layers.B.layer.{0,1,2}`` and ``.shortcut``), both with
+frozen BN (no ``num_batches_tracked``). Exports use the hub spelling with
+timm names, as the published checkpoint.
+
+The encoder's q/k/v projections are the three row blocks of the official
+fused ``in_proj`` (q, k, v in that order), as in transformers' converter.
+"""
+import re
+
+import torch
+
+from ..keymap import Converted, KeyMap, chain
+from . import Layout
+from .official import native_then_official, official_then_native
+
+__all__ = ['HFLayout', 'HF_TO_OFFICIAL', 'HF5_TO_HUB']
+
+_SA = ('qcontent', 'qpos', 'kcontent', 'kpos', 'v')
+_CA = ('qcontent', 'qpos', 'kcontent', 'kpos', 'v', 'qpos_sine')
+# transformers 5 names of the decoder projections, by official suffix.
+_HF5_PROJ = {
+    'qcontent': 'q_content_proj',
+    'qpos': 'q_pos_proj',
+    'kcontent': 'k_content_proj',
+    'kpos': 'k_pos_proj',
+    'v': 'v_proj',
+    'qpos_sine': 'q_pos_sine_proj',
+}
+
+
+def _hf5_rules():
+    """transformers 5 in-memory names -> hub names (other keys unchanged)."""
+    enc, dec = 'model.encoder.layers.{n}', 'model.decoder.layers.{n}'
+    rules = []
+    for module in ('fc1', 'fc2'):
+        rules.append((f'{enc}.mlp.{module}.{{w}}', f'{enc}.{module}.{{w}}'))
+        rules.append((f'{dec}.mlp.{module}.{{w}}', f'{dec}.{module}.{{w}}'))
+    rules.append((f'{enc}.self_attn.o_proj.{{w}}',
+                  f'{enc}.self_attn.out_proj.{{w}}'))
+    rules.append((f'{dec}.self_attn.o_proj.{{w}}',
+                  f'{dec}.self_attn.out_proj.{{w}}'))
+    rules.append((f'{dec}.encoder_attn.o_proj.{{w}}',
+                  f'{dec}.encoder_attn.out_proj.{{w}}'))
+    for name in _SA:
+        rules.append((f'{dec}.self_attn.{_HF5_PROJ[name]}.{{w}}',
+                      f'{dec}.sa_{name}_proj.{{w}}'))
+    for name in _CA:
+        rules.append((f'{dec}.encoder_attn.{_HF5_PROJ[name]}.{{w}}',
+                      f'{dec}.ca_{name}_proj.{{w}}'))
+    return rules
+
+
+#: transformers 5 in-memory names -> hub names (applied with passthrough).
+HF5_TO_HUB = KeyMap(_hf5_rules())
+
+_HF5_BACKBONE = 'model.backbone.model.'
+_HUB_BACKBONE = 'model.backbone.conv_encoder.model.'
+
+
+def _rules():
+    """hub names -> official names."""
+    hub, tv = _HUB_BACKBONE.rstrip('.'), 'backbone.0.body'
+    rules = [
+        # timm ResNet = torchvision names (exported form first).
+        (f'{hub}.conv1.weight', f'{tv}.conv1.weight'),
+        (f'{hub}.bn1.{{bn}}', f'{tv}.bn1.{{bn}}'),
+        (f'{hub}.layer{{s}}.{{b}}.conv{{i}}.weight',
+         f'{tv}.layer{{s}}.{{b}}.conv{{i}}.weight'),
+        (f'{hub}.layer{{s}}.{{b}}.bn{{i}}.{{bn}}',
+         f'{tv}.layer{{s}}.{{b}}.bn{{i}}.{{bn}}'),
+        (f'{hub}.layer{{s}}.{{b}}.downsample.0.weight',
+         f'{tv}.layer{{s}}.{{b}}.downsample.0.weight'),
+        (f'{hub}.layer{{s}}.{{b}}.downsample.1.{{bn}}',
+         f'{tv}.layer{{s}}.{{b}}.downsample.1.{{bn}}'),
+        # transformers' ResNetBackbone.
+        (f'{hub}.embedder.embedder.convolution.weight', f'{tv}.conv1.weight'),
+        (f'{hub}.embedder.embedder.normalization.{{bn}}', f'{tv}.bn1.{{bn}}'),
+    ]
+    for stage in (1, 2, 3, 4):
+        block = f'{hub}.encoder.stages.{stage - 1}.layers.{{b}}'
+        layer = f'{tv}.layer{stage}.{{b}}'
+        for conv in (1, 2, 3):
+            rules += [
+                (f'{block}.layer.{conv - 1}.convolution.weight',
+                 f'{layer}.conv{conv}.weight'),
+                (f'{block}.layer.{conv - 1}.normalization.{{bn}}',
+                 f'{layer}.bn{conv}.{{bn}}'),
+            ]
+        rules += [
+            (f'{block}.shortcut.convolution.weight',
+             f'{layer}.downsample.0.weight'),
+            (f'{block}.shortcut.normalization.{{bn}}',
+             f'{layer}.downsample.1.{{bn}}'),
+        ]
+    rules += [
+        ('model.input_projection.{w}', 'input_proj.{w}'),
+        ('model.query_position_embeddings.weight', 'query_embed.weight'),
+        ('class_labels_classifier.{w}', 'class_embed.{w}'),
+        ('bbox_predictor.layers.{m}.{w}', 'bbox_embed.layers.{m}.{w}'),
+        ('model.decoder.layernorm.{w}', 'transformer.decoder.norm.{w}'),
+        ('model.decoder.query_scale.layers.{m}.{w}',
+         'transformer.decoder.query_scale.layers.{m}.{w}'),
+        ('model.decoder.ref_point_head.layers.{m}.{w}',
+         'transformer.decoder.ref_point_head.layers.{m}.{w}'),
+    ]
+    enc, off_enc = 'model.encoder.layers.{n}', 'transformer.encoder.layers.{n}'
+    # q/k/v are fused beforehand into the (non-HF) name ``self_attn.in_proj``.
+    rules += [
+        (f'{enc}.self_attn.in_proj_weight',
+         f'{off_enc}.self_attn.in_proj_weight'),
+        (f'{enc}.self_attn.in_proj_bias', f'{off_enc}.self_attn.in_proj_bias'),
+        (f'{enc}.self_attn.out_proj.{{w}}',
+         f'{off_enc}.self_attn.out_proj.{{w}}'),
+        (f'{enc}.fc1.{{w}}', f'{off_enc}.linear1.{{w}}'),
+        (f'{enc}.fc2.{{w}}', f'{off_enc}.linear2.{{w}}'),
+        (f'{enc}.self_attn_layer_norm.{{w}}', f'{off_enc}.norm1.{{w}}'),
+        (f'{enc}.final_layer_norm.{{w}}', f'{off_enc}.norm2.{{w}}'),
+    ]
+    dec, off_dec = 'model.decoder.layers.{n}', 'transformer.decoder.layers.{n}'
+    for name in _SA:
+        rules.append((f'{dec}.sa_{name}_proj.{{w}}',
+                      f'{off_dec}.sa_{name}_proj.{{w}}'))
+    for name in _CA:
+        rules.append((f'{dec}.ca_{name}_proj.{{w}}',
+                      f'{off_dec}.ca_{name}_proj.{{w}}'))
+    rules += [
+        (f'{dec}.self_attn.out_proj.{{w}}',
+         f'{off_dec}.self_attn.out_proj.{{w}}'),
+        (f'{dec}.encoder_attn.out_proj.{{w}}',
+         f'{off_dec}.cross_attn.out_proj.{{w}}'),
+        (f'{dec}.fc1.{{w}}', f'{off_dec}.linear1.{{w}}'),
+        (f'{dec}.fc2.{{w}}', f'{off_dec}.linear2.{{w}}'),
+        (f'{dec}.self_attn_layer_norm.{{w}}', f'{off_dec}.norm1.{{w}}'),
+        (f'{dec}.encoder_attn_layer_norm.{{w}}', f'{off_dec}.norm2.{{w}}'),
+        (f'{dec}.final_layer_norm.{{w}}', f'{off_dec}.norm3.{{w}}'),
+    ]
+    return rules
+
+
+#: hub names (with the encoder q/k/v fused) -> official.
+HF_TO_OFFICIAL = KeyMap(_rules())
+_OFFICIAL_TO_HF = HF_TO_OFFICIAL.inverse()
+
+_QKV = re.compile(r'(model\.encoder\.layers\.\d+\.self_attn)\.([qkv])_proj\.'
+                  r'(weight|bias)')
+
+
+def _to_hub_names(state_dict) -> Converted:
+    """transformers 5 names -> hub names; hub names pass through."""
+    backbone = Converted()
+    for key, value in state_dict.items():
+        new_key = key
+        if key.startswith(_HF5_BACKBONE):
+            new_key = _HUB_BACKBONE + key[len(_HF5_BACKBONE):]
+        backbone.put(new_key, value, key)
+    return chain(backbone,
+                 HF5_TO_HUB.convert(backbone.state_dict, passthrough=True))
+
+
+def _fuse_qkv(converted: Converted) -> Converted:
+    """Concatenate each encoder layer's q, k, v projections (rows q|k|v)
+    into ``self_attn.in_proj_weight/bias``. Incomplete triples are left
+    unfused, so they show up as unexpected keys."""
+    groups = {}
+    for key in converted.state_dict:
+        match = _QKV.fullmatch(key)
+        if match:
+            prefix, which, field = match.groups()
+            groups.setdefault((prefix, field), {})[which] = key
+    fused = Converted()
+    fused.unmatched = list(converted.unmatched)
+    done = set()
+    for key, value in converted.state_dict.items():
+        match = _QKV.fullmatch(key)
+        if match is None:
+            fused.put(key, value, converted.origin[key])
+            continue
+        prefix, _, field = match.groups()
+        group = groups[(prefix, field)]
+        if sorted(group) != ['k', 'q', 'v']:
+            fused.put(key, value, converted.origin[key])
+            continue
+        if (prefix, field) in done:
+            continue
+        done.add((prefix, field))
+        parts = [converted.state_dict[group[which]] for which in 'qkv']
+        fused.put(f'{prefix}.in_proj_{field}', torch.cat(parts, dim=0),
+                  converted.origin[group['q']])
+    return fused
+
+
+def _split_qkv(converted: Converted) -> Converted:
+    """Inverse of :func:`_fuse_qkv` on hub names."""
+    regex = re.compile(r'(model\.encoder\.layers\.\d+\.self_attn)\.'
+                       r'in_proj_(weight|bias)')
+    split = Converted()
+    split.unmatched = list(converted.unmatched)
+    for key, value in converted.state_dict.items():
+        match = regex.fullmatch(key)
+        if match is None:
+            split.put(key, value, converted.origin[key])
+            continue
+        prefix, field = match.groups()
+        for which, part in zip('qkv', value.chunk(3, dim=0)):
+            split.put(f'{prefix}.{which}_proj.{field}', part.clone(),
+                      converted.origin[key])
+    return split
+
+
+class HFLayout(Layout):
+    name = 'hf'
+    title = ('Hugging Face transformers ConditionalDetrForObjectDetection')
+    required = (r'^model\.decoder\.layers\.\d+\.(ca_qpos_sine_proj|'
+                r'encoder_attn\.q_pos_sine_proj)\.weight$', )
+    example = 'model.decoder.layers.0.ca_qpos_sine_proj.weight'
+    class_rows = 91
+    frozen_bn = True
+    container = None
+
+    def to_native(self, state_dict):
+        hub = _fuse_qkv(_to_hub_names(state_dict))
+        return official_then_native(chain(hub,
+                                          HF_TO_OFFICIAL.convert(
+                                              hub.state_dict)))
+
+    def from_native(self, state_dict):
+        first = native_then_official(state_dict)
+        hub = chain(first, _OFFICIAL_TO_HF.convert(first.state_dict))
+        return _split_qkv(hub)
