@@ -10,7 +10,7 @@ Each child carries ``locations`` so that building from a config imports the
 modules that register our classes; configs need no ``custom_imports``.
 """
 from mmdet import registry as mmdet_registry
-from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
+from mmengine import registry as mmengine_registry
 from mmengine.registry import Registry
 
 SCOPE = 'mmdet_conddetr'
@@ -48,4 +48,4 @@ VISUALIZERS = _child(mmdet_registry.VISUALIZERS)
 VISBACKENDS = _child(mmdet_registry.VISBACKENDS)
 LOG_PROCESSORS = _child(mmdet_registry.LOG_PROCESSORS)
 # mmdet has no FUNCTIONS node; mmengine's inferencers look it up in our scope.
-FUNCTIONS = _child(MMENGINE_FUNCTIONS)
+FUNCTIONS = _child(mmengine_registry.FUNCTIONS)
