@@ -1,17 +1,3 @@
-# Conditional DETR dc5_r101, the paper's 108-epoch schedule (paper: 45.9 AP).
-# Meng et al., ICCV 2021, Sec. 4.1 "Training": the learning rate is dropped by
-# a factor of 10 after 40 epochs for 50 training epochs and after 80 epochs for
-# 108 training epochs.
-_base_ = './dc5_r101_50ep.py'
-max_epochs = 108
-lr_drop_epoch = 80
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[lr_drop_epoch],
-        gamma=0.1)
-]
+# Conditional DETR DC5-R101, the paper's 108-epoch schedule (paper: 45.9 AP).
+_base_ = './r101_108ep.py'
+model = dict(backbone=dict(type='ResNetDC5'))

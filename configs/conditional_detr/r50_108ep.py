@@ -1,4 +1,4 @@
-# Conditional DETR r50, the paper's 108-epoch schedule (paper: 43.0 AP).
+# Conditional DETR R50, the paper's 108-epoch schedule (paper: 43.0 AP).
 # Meng et al., ICCV 2021, Sec. 4.1 "Training": the learning rate is dropped by
 # a factor of 10 after 40 epochs for 50 training epochs and after 80 epochs for
 # 108 training epochs.
