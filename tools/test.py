@@ -1,0 +1,185 @@
+"""Test (and evaluate) a detector checkpoint with MMEngine's runner.
+
+Usage::
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
+        [--show] [--show-dir DIR] [--wait-time SECONDS] [--tta]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+The metrics are logged and written as JSON to ``WORK_DIR/<timestamp>/``.
+Distributed runs are started by ``tools/dist_test.sh`` (torchrun) or
+``tools/slurm_test.sh``. Without CUDA they use the ``gloo`` backend.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+import warnings
+from copy import deepcopy
+
+
+def _make_project_importable():
+    # Run as a script, sys.path[0] is tools/. Use the checkout this file
+    # lives in unless mmdet_conddetr is installed or on PYTHONPATH already.
+    if importlib.util.find_spec('mmdet_conddetr') is None:
+        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+_make_project_importable()
+
+# Registers the mmdet_conddetr scope and the checkpoint types torch.load may
+# unpickle; must come before anything loads a checkpoint.
+import mmdet_conddetr  # noqa: E402,F401
+from mmdet_conddetr.engine import setup_cpu_distributed  # noqa: E402
+
+from mmengine.config import ConfigDict, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
+from mmdet.evaluation import DumpDetResults  # noqa: E402
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+from mmdet_conddetr.registry import RUNNERS  # noqa: E402
+# Reliability (issue 8): clear errors for bad input, strict checkpoint load.
+from mmdet_conddetr.engine import prepare_test, run_cli  # noqa: E402
+from mmdet_conddetr.utils.config_checks import load_config  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file (.pkl/.pickle) for offline '
+        'evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved; it is created '
+        'under work_dir/<timestamp>/')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=2,
+        help='the interval of --show (seconds)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config with key=value pairs, merged '
+        'into the config. A list value is written key="[a,b]" or key=a,b; '
+        'nested lists/tuples like key="[(a,b),(c,d)]" work too. Quote the '
+        'value and do not put spaces in it.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation (horizontal flip) with DetTTAModel')
+    # torch.distributed.launch of PyTorch >= 2.0 passes --local-rank,
+    # older versions --local_rank; torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error('--out must name a .pkl or .pickle file')
+    return args
+
+
+def _use_tta(cfg):
+    """Wrap the model in a test-time-augmentation model (flip TTA)."""
+    if 'tta_model' not in cfg:
+        warnings.warn('The config has no `tta_model`; using DetTTAModel '
+                      'with NMS merging.')
+        cfg.tta_model = dict(
+            type='mmdet.DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('The config has no `tta_pipeline`; flipping the test '
+                      'pipeline horizontally.')
+        data_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in data_cfg:  # dataset wrappers
+            data_cfg = data_cfg['dataset']
+        tta_pipeline = deepcopy(data_cfg.pipeline)
+        tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[
+                [
+                    dict(type='RandomFlip', prob=1.),
+                    dict(type='RandomFlip', prob=0.)
+                ],
+                [
+                    dict(
+                        type='PackDetInputs',
+                        meta_keys=('img_id', 'img_path', 'ori_shape',
+                                   'img_shape', 'scale_factor', 'flip',
+                                   'flip_direction'))
+                ],
+            ])
+        cfg.tta_pipeline = tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def main():
+    args = parse_args()
+
+    # Keep torch.compile from recompiling the dynamic-shape parts forever.
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = load_config(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('default_scope') is None:
+        cfg.default_scope = 'mmdet_conddetr'
+
+    # work_dir priority: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+
+    if args.tta:
+        _use_tta(cfg)
+
+    notes = prepare_test(cfg, args.config, args.checkpoint)
+    notes += setup_cpu_distributed(cfg, args.launcher)
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    for note in notes:
+        runner.logger.info(note)
+
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+
+    runner.test()
+
+
+if __name__ == '__main__':
+    run_cli(main)
