@@ -186,28 +186,38 @@ def test_images_match_the_annotations(datasets):
 def test_options_are_respected(tmp_path):
     out = tmp_path / 'jpg'
     generate(out, 0, 3, 2, '--format', 'jpg', '--min-objects', '2',
-             '--max-objects', '2', '--quiet')
+             '--max-objects', '2', '--radius-range', '0.1', '0.15',
+             '--quiet')
     assert sorted(os.listdir(out / 'train')) == [
         '000000.jpg', '000001.jpg', '000002.jpg'
     ]
     with open(out / 'annotations' / 'instances_train.json') as f:
         data = json.load(f)
     counts = np.bincount([a['image_id'] for a in data['annotations']])
-    # overlaps may prevent a placement, but 2 shapes fit on 80 px easily
+    # overlaps may prevent a placement, but 2 small shapes fit easily
     assert counts[1:].tolist() == [2, 2, 2]
+    # no shape is wider than its circumscribed circle (+1 px rasterising)
+    for ann in data['annotations']:
+        assert max(ann['bbox'][2:]) <= 2 * 0.15 * IMG_SIZE + 1
     assert data['info']['seed'] == 0
+    assert data['info']['radius_range'] == [0.1, 0.15]
 
 
-def test_bad_arguments_fail(tmp_path):
-    proc = subprocess.run([
-        sys.executable, SCRIPT, '--out',
-        str(tmp_path), '--min-objects', '3', '--max-objects', '2'
-    ],
-                          capture_output=True,
-                          text=True,
-                          timeout=60)
+@pytest.mark.parametrize('args,message', [
+    (['--min-objects', '3', '--max-objects', '2'], 'min-objects'),
+    (['--radius-range', '0.3', '0.2'], 'radius-range'),
+    (['--num-train', '-1'], 'num-train'),
+])
+def test_bad_arguments_fail(tmp_path, args, message):
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, '--out',
+         str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60)
     assert proc.returncode != 0
-    assert 'min-objects' in proc.stderr
+    assert message in proc.stderr
+    assert not os.listdir(tmp_path)  # nothing written
 
 
 def test_default_size_generates_fast(tmp_path):

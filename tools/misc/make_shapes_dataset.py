@@ -42,6 +42,9 @@ PALETTE = ((220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 190, 0))
 SPLITS = {'train': 0, 'val': 1}
 # Largest per-channel difference between the two colours of a background.
 TEXTURE_CONTRAST = 80
+# Default range of a shape's circumscribed radius, as fractions of the image
+# side (about 31..77 px wide shapes on a 128 px image).
+RADIUS_RANGE = (0.12, 0.30)
 # Sub-pixel precision used when rasterising shapes with OpenCV.
 _SHIFT = 4
 _SCALE = 1 << _SHIFT
@@ -67,6 +70,14 @@ def parse_args():
     parser.add_argument(
         '--max-objects', type=int, default=4, help='most shapes per image')
     parser.add_argument(
+        '--radius-range',
+        type=float,
+        nargs=2,
+        default=RADIUS_RANGE,
+        metavar=('MIN', 'MAX'),
+        help='range of the shapes\' circumscribed radius as fractions of the '
+        'image side')
+    parser.add_argument(
         '--format',
         choices=['png', 'jpg'],
         default='png',
@@ -80,6 +91,9 @@ def parse_args():
         parser.error('--img-size must be at least 32')
     if not 1 <= args.min_objects <= args.max_objects:
         parser.error('need 1 <= --min-objects <= --max-objects')
+    if not 0.02 <= args.radius_range[0] <= args.radius_range[1] <= 0.45:
+        parser.error('need 0.02 <= --radius-range MIN <= MAX <= 0.45')
+    args.radius_range = tuple(args.radius_range)
     return args
 
 
@@ -160,10 +174,13 @@ def _polygon(rng, name, cx, cy, radius):
         [cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
 
 
-def draw_mask(rng, name, size):
-    """Rasterise one shape at a random position; return its bool mask."""
-    # The shape's circumscribed radius is 9%..25% of the image side.
-    radius = rng.uniform(0.09, 0.25) * size
+def draw_mask(rng, name, size, radius_range=RADIUS_RANGE):
+    """Rasterise one shape at a random position; return its bool mask.
+
+    ``radius_range`` bounds the shape's circumscribed radius as fractions of
+    the image side.
+    """
+    radius = rng.uniform(*radius_range) * size
     margin = radius + 1
     cx = rng.uniform(margin, size - margin)
     cy = rng.uniform(margin, size - margin)
@@ -192,7 +209,12 @@ def _contrasting_colour(rng, background, mask):
     return best
 
 
-def make_image(rng, size, min_objects, max_objects, min_visible=0.6):
+def make_image(rng,
+               size,
+               min_objects,
+               max_objects,
+               min_visible=0.6,
+               radius_range=RADIUS_RANGE):
     """Return (uint8 RGB image, list of (label, visible bool mask))."""
     img = make_background(rng, size)
     num = int(rng.integers(min_objects, max_objects + 1))
@@ -200,7 +222,7 @@ def make_image(rng, size, min_objects, max_objects, min_visible=0.6):
     for _ in range(num):
         for _attempt in range(30):
             label = int(rng.integers(len(CLASSES)))
-            mask = draw_mask(rng, CLASSES[label], size)
+            mask = draw_mask(rng, CLASSES[label], size, radius_range)
             if mask.sum() < 16:
                 continue
             # The new shape goes on top: everything under it gets hidden.
@@ -238,8 +260,12 @@ def generate_split(out_dir, split, num_images, args, log):
     for idx in range(num_images):
         rng = np.random.default_rng(
             np.random.SeedSequence([args.seed, SPLITS[split], idx]))
-        img, objects = make_image(rng, args.img_size, args.min_objects,
-                                  args.max_objects)
+        img, objects = make_image(
+            rng,
+            args.img_size,
+            args.min_objects,
+            args.max_objects,
+            radius_range=args.radius_range)
         file_name = f'{idx:06d}.{args.format}'
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if args.format == 'jpg' \
             else [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -271,7 +297,8 @@ def generate_split(out_dir, split, num_images, args, log):
             description='Synthetic shapes detection dataset',
             version='1.0',
             seed=args.seed,
-            img_size=args.img_size),
+            img_size=args.img_size,
+            radius_range=list(args.radius_range)),
         licenses=[],
         images=images,
         annotations=annotations,

@@ -131,3 +131,11 @@ param_scheduler = [
 # 8 GPUs x 2 images; `tools/train.py --auto-scale-lr` scales lr to the real
 # total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Crash-safe checkpoint writes (kill -9, full disk) and a clear stop on a
+# NaN/inf loss; custom_hooks=[dict(type='NonFiniteLossHook', action='skip')]
+# skips such steps instead.
+# (scoped name: mmdet's default_runtime gives this dict _scope_='mmdet')
+default_hooks = dict(
+    checkpoint=dict(type='mmdet_conddetr.AtomicCheckpointHook'))
+custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]

@@ -16,9 +16,9 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 default_scope = 'mmdet_conddetr'
 
 # ----------------------------------------------------------------- model size
-embed_dims = 128  # transformer width
+embed_dims = 256  # transformer width
 num_heads = 8
-ffn_channels = 512  # hidden size of the transformer FFNs
+ffn_channels = 1024  # hidden size of the transformer FFNs
 num_encoder_layers = 2
 num_decoder_layers = 3
 num_queries = 20  # the shapes images hold at most 4 objects
@@ -91,10 +91,14 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),
     checkpoint=dict(
-        type='CheckpointHook',
+        # crash-safe writes (kill -9, full disk); scoped name because
+        # mmdet's default_runtime gives this dict _scope_='mmdet'
+        type='mmdet_conddetr.AtomicCheckpointHook',
         interval=1,
         max_keep_ckpts=2,
         save_best='coco/bbox_mAP',
         rule='greater'))
+# Stop with a clear error on a NaN/inf loss (action='skip' skips the step).
+custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]
 log_processor = dict(type='LogProcessor', window_size=25, by_epoch=True)
 randomness = dict(seed=0)

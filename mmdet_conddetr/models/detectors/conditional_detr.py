@@ -12,7 +12,7 @@ query-scale MLPs), zero biases on the attention output projections and on the
 encoder's fused input projection (PyTorch's ``MultiheadAttention`` does that
 in the official code), the head's own priors.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 from mmdet.models.detectors import DETR
 from mmdet.models.layers import SinePositionalEncoding
@@ -22,6 +22,7 @@ from mmdet_conddetr.checkpoint import foreign_checkpoint_pre_hook
 from mmdet_conddetr.registry import MODELS
 from ..layers import (ConditionalDETRTransformerDecoder,
                       ConditionalDETRTransformerEncoder)
+from ..layers.fast_resnet import resnet_forward, supports_fast_resnet
 
 
 @MODELS.register_module()
@@ -34,7 +35,45 @@ class ConditionalDETR(DETR):
     other arguments are those of mmdet's ``DETR``. In ``'tensor'`` mode the
     detector returns the per-layer class logits [L, B, Q, C] and normalised
     cxcywh boxes [L, B, Q, 4].
+
+    Args:
+        fast_backbone (bool): Run a frozen-BN mmdet ``ResNet`` backbone with
+            the BN folded into the convolutions, channels-last, and (CPU
+            inference) ReLU and residual additions fused into the convolution
+            kernels; see :mod:`..layers.fast_resnet`. Same numbers up to
+            float rounding, same parameters. Backbones it does not cover run
+            their own forward. Defaults to True.
+        *args, **kwargs: Arguments of mmdet's ``DETR``.
     """
+
+    def __init__(self, *args, fast_backbone: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_backbone = fast_backbone
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Backbone and neck features, [B, C, H, W] (contiguous NCHW)."""
+        if self.fast_backbone and supports_fast_resnet(self.backbone):
+            feats = resnet_forward(self.backbone, batch_inputs)
+        else:
+            feats = self.backbone(batch_inputs)
+        if self.with_neck:
+            feats = self.neck(feats)
+        # DETR.pre_transformer flattens with ``view``: back to NCHW (the
+        # 1/32-scale map is small).
+        return tuple(feat.contiguous() for feat in feats)
+
+    def pre_transformer(self, img_feats, batch_data_samples=None):
+        """mmdet's, with the flattened features and positions made
+        contiguous [B, HW, d] once (mmdet's are transposed views), so that
+        every projection of the encoder and decoder reads them as one
+        matrix."""
+        encoder_inputs, decoder_inputs = super().pre_transformer(
+            img_feats, batch_data_samples)
+        pos = encoder_inputs['feat_pos'].contiguous()
+        encoder_inputs.update(
+            feat=encoder_inputs['feat'].contiguous(), feat_pos=pos)
+        decoder_inputs['memory_pos'] = pos
+        return encoder_inputs, decoder_inputs
 
     def _init_layers(self) -> None:
         self.positional_encoding = SinePositionalEncoding(

@@ -9,6 +9,11 @@ Differences from MMDetection 3.3's ``DetrTransformerEncoder`` and
 * the sine embedding of the reference points ``PE(s)`` is computed once per
   forward, not once per decoder layer (the reference points are shared by all
   layers, so it is the same tensor);
+* so are the other per-forward constants of the decoder, for all layers at
+  once: the positional projections of the object queries (self-attention q/k
+  and the first cross-attention's query) in one matmul, and the keys and
+  values of every cross-attention (they depend only on the encoder memory) in
+  two (see :mod:`.attention`);
 * per-layer parameter names follow the official layer, grouped into the
   attention modules, so checkpoints convert by renaming only.
 """
@@ -21,7 +26,7 @@ from torch import Tensor, nn
 
 from mmdet_conddetr.registry import MODELS
 from .attention import (ConditionalCrossAttention, ConditionalSelfAttention,
-                        EncoderSelfAttention)
+                        EncoderSelfAttention, stacked_linear)
 
 
 class FeedForward(nn.Module):
@@ -125,15 +130,26 @@ class ConditionalDETRTransformerDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, query: Tensor, query_pos: Tensor,
-                query_sine_embed: Tensor, memory: Tensor, memory_pos: Tensor,
-                memory_mask: Optional[Tensor]) -> Tensor:
+    def forward(self,
+                query: Tensor,
+                query_pos: Optional[Tensor],
+                query_sine_embed: Tensor,
+                memory: Optional[Tensor],
+                memory_pos: Optional[Tensor],
+                memory_mask: Optional[Tensor],
+                self_pos_proj: Optional[Tensor] = None,
+                cross_keys_values: Optional[Tensor] = None,
+                cross_query_pos_proj: Optional[Tensor] = None) -> Tensor:
         """Shapes as :meth:`ConditionalCrossAttention.forward`; returns
-        [B, Nq, d]."""
-        query = self.norm1(query +
-                           self.dropout1(self.self_attn(query, query_pos)))
+        [B, Nq, d]. The optional precomputed projections are those the
+        decoder computes once for all layers (``pos_proj`` of the
+        self-attention, ``keys_values`` and ``query_pos_proj`` of the
+        cross-attention); without them the layer computes its own."""
+        query = self.norm1(query + self.dropout1(
+            self.self_attn(query, query_pos, self_pos_proj)))
         attended = self.cross_attn(query, query_pos, query_sine_embed, memory,
-                                   memory_pos, memory_mask)
+                                   memory_pos, memory_mask,
+                                   cross_keys_values, cross_query_pos_proj)
         query = self.norm2(query + self.dropout2(attended))
         return self.norm3(query + self.dropout3(self.ffn(query)))
 
@@ -185,12 +201,37 @@ class ConditionalDETRTransformerDecoder(nn.Module):
         references = self.ref_point_head(query_pos).sigmoid()
         sine_embed = coordinate_to_encoding(
             references, num_feats=self.embed_dims // 2)
+        dims, layers = self.embed_dims, len(self.layers)
+        # Per-forward constants of every layer, three matmuls in all: the
+        # projections of the object queries (self-attention q/k positions of
+        # every layer, then the first cross-attention's qpos_proj) ...
+        position_linears = [
+            linear for layer in self.layers
+            for linear in layer.self_attn.position_linears()
+        ]
+        if self.layers[0].cross_attn.is_first:
+            position_linears.append(self.layers[0].cross_attn.qpos_proj)
+        position_proj = F.linear(query_pos, *stacked_linear(position_linears))
+        # ... and the keys and values of every cross-attention.
+        keys_values = ConditionalCrossAttention.project_memory(
+            [layer.cross_attn for layer in self.layers], memory, memory_pos)
         outputs: List[Tensor] = []
         for index, layer in enumerate(self.layers):
             spatial_query = sine_embed
             if index > 0:
                 spatial_query = sine_embed * self.query_scale(query)
-            query = layer(query, query_pos, spatial_query, memory, memory_pos,
-                          memory_mask)
+            query = layer(
+                query,
+                query_pos,
+                spatial_query,
+                memory,
+                memory_pos,
+                memory_mask,
+                self_pos_proj=position_proj[...,
+                                            2 * index * dims:2 * (index + 1) *
+                                            dims],
+                cross_keys_values=keys_values[:, :, index],
+                cross_query_pos_proj=(position_proj[..., 2 * layers * dims:]
+                                      if layer.cross_attn.is_first else None))
             outputs.append(self.post_norm(query))
         return torch.stack(outputs), references

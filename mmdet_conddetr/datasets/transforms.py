@@ -1,0 +1,100 @@
+"""Image loading that skips unreadable files and always yields 3-channel
+8-bit images.
+
+Registered in the ``mmdet_conddetr`` scope as ``RobustLoadImageFromFile``;
+``tools/train.py`` and ``tools/test.py`` use it wherever a dataset pipeline
+asks for ``LoadImageFromFile`` (see :mod:`mmdet_conddetr.engine.preflight`).
+Same arguments and, for readable images, the same output as mmcv's
+transform.
+
+* A missing, empty, truncated or otherwise undecodable image is *skipped*:
+  the transform logs a warning naming the file and the running count of
+  skipped images and returns ``None``; a training dataset then draws another
+  image (mmengine's ``BaseDataset`` refetch), while our ``CocoDataset``
+  raises an error naming the file at test time. mmcv's transform fails with
+  ``AssertionError: failed to load image`` (OpenCV) or ``OSError`` (Pillow)
+  and stops the run.
+* With ``color_type='color'`` (the default) the image is 3-channel uint8
+  BGR (or RGB with ``channel_order='rgb'`` decoding): OpenCV/Pillow decoding
+  already turns grayscale, RGBA and 16-bit files into that; anything else
+  that slips through (2-D or 1-/4-channel arrays, 16-bit or float data from
+  another decoder) is converted here.
+"""
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+from mmcv.transforms import LoadImageFromFile
+from mmengine.logging import print_log
+
+from mmdet_conddetr.registry import TRANSFORMS
+
+__all__ = ['RobustLoadImageFromFile', 'to_bgr_uint8', 'skipped_images']
+
+# path -> reason, for every image this process skipped
+_SKIPPED: Dict[str, str] = {}
+
+
+def skipped_images() -> Dict[str, str]:
+    """Images skipped so far in this process: path -> reason."""
+    return dict(_SKIPPED)
+
+
+def to_bgr_uint8(img: np.ndarray) -> np.ndarray:
+    """3-channel uint8 version of a decoded image (channel order kept; an
+    alpha channel is dropped; 16-bit data is scaled to 8 bits)."""
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        scale = 255.0 if img.size and float(np.nanmax(img)) <= 1.0 else 1.0
+        img = np.clip(np.nan_to_num(img.astype(np.float32)) * scale, 0,
+                      255).round().astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = np.ascontiguousarray(img[:, :, :3])
+    return img
+
+
+@TRANSFORMS.register_module()
+class RobustLoadImageFromFile(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` that skips unreadable images (with a
+    counted warning) and guarantees 3-channel uint8 colour images."""
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        try:
+            out = super().transform(results)
+        except FileNotFoundError:
+            return self._skip(path, 'file not found')
+        except AssertionError:  # mmcv: "failed to load image" (cv2 -> None)
+            return self._skip(path, 'cannot be decoded: corrupt, truncated '
+                              'or not an image')
+        except (OSError, ValueError, cv2.error) as error:
+            return self._skip(path, f'cannot be decoded: corrupt, truncated '
+                              f'or not an image ({type(error).__name__}: '
+                              f'{error})')
+        if out is None:  # ignore_empty=True
+            return self._skip(path, 'cannot be read')
+        if self.color_type == 'color':
+            img = out['img']
+            fixed = to_bgr_uint8(img) if self.to_float32 is False else img
+            if fixed is not img:
+                out['img'] = fixed
+                out['img_shape'] = out['ori_shape'] = fixed.shape[:2]
+        return out
+
+    @staticmethod
+    def _skip(path: str, reason: str) -> None:
+        first = path not in _SKIPPED
+        _SKIPPED[path] = reason
+        if first:
+            print_log(
+                f'Skipping image {path}: {reason}. {len(_SKIPPED)} '
+                'unreadable image(s) skipped so far in this process; replace '
+                'them or remove them from the annotation file.',
+                logger='current',
+                level=30)
+        return None
