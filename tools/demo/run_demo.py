@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument('--data', default='data/shapes')
     parser.add_argument('--skip-detr', action='store_true',
                         help='train only Conditional DETR (no comparison)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='extra key=value overrides for every training '
+                        'and test, e.g. train_cfg.max_epochs=2 for a quick look')
     args = parser.parse_args()
     out, data = ROOT / args.out, ROOT / args.data
     out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +61,7 @@ def main() -> None:
         f'test_dataloader.dataset.data_root={data}/',
         f'val_evaluator.ann_file={data}/annotations/instances_val.json',
         f'test_evaluator.ann_file={data}/annotations/instances_val.json',
+        *args.cfg_options,
     ]
     runs = {'Conditional DETR': ('shapes_demo.py', out / 'conditional_detr')}
     if not args.skip_detr:
@@ -68,17 +72,14 @@ def main() -> None:
 
     config, work_dir = runs['Conditional DETR']
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
+    if (out / 'detections').exists():
+        shutil.rmtree(out / 'detections')
     run('tools/test.py', str(CONFIGS / config), checkpoint, '--work-dir',
-        str(out / 'test'), '--show-dir', str(out / 'detections_raw'),
+        str(out / 'test'), '--show-dir', str(out / 'detections'),
         '--cfg-options', *data_options)
     metrics_log = newest('*/*.json', out / 'test')
     metrics = json.loads(metrics_log.read_text())
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
-    # mmdet's visualisation hook writes under <work_dir>/<timestamp>/.
-    drawings = newest('*/detections_raw', out / 'test')
-    if (out / 'detections').exists():
-        shutil.rmtree(out / 'detections')
-    shutil.copytree(drawings, out / 'detections')
 
     first_val = sorted((data / 'val').glob('*.png'))[0]
     run('tools/analysis_tools/visualize_attention.py', str(CONFIGS / config),
