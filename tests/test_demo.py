@@ -22,7 +22,7 @@ def test_demo_writes_every_output(tmp_path):
     metrics = json.loads((out / 'metrics.json').read_text())
     assert 'coco/bbox_mAP' in metrics
     assert len(list((out / 'detections').rglob('*.png'))) == 4
-    for figure in ('attention.png', 'convergence.png'):
+    for figure in ('attention.png', 'convergence.png', 'detections.png'):
         assert (out / figure).stat().st_size > 10_000, figure
     for run in ('conditional_detr', 'detr'):
         assert (out / run / 'last_checkpoint').is_file()

@@ -277,11 +277,60 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     assert not glob.glob(osp.join(work_dir, '.iter_4.pth.tmp-*'))
 
 
+def test_skip_under_ddp_every_rank_skips_the_same_step(shapes, tmp_path):
+    """Rank 1 alone gets a NaN loss at iteration 3: both ranks skip that
+    step together (no hang in DDP's all-reduce) and train on."""
+    config = write_tiny_config(
+        tmp_path / 'cfg.py', shapes, max_iters=5, interval=100,
+        extra="custom_imports = dict(imports=['helpers.reliability'])\n"
+        "custom_hooks = [dict(type='NonFiniteLossHook', action='skip'), "
+        "dict(type='RankNonFiniteLossHook', rank=1, iteration=3)]\n"
+        "env_cfg = dict(dist_cfg=dict(timeout=60))\n"
+        'find_unused_parameters = True\n')
+    procs = _launch_two_ranks(config, tmp_path)
+    try:
+        for proc, _ in procs:
+            proc.wait(timeout=TIMEOUT)
+    finally:
+        for proc, out in procs:
+            _kill(proc)
+            out.close()
+    logs = [_read(tmp_path / f'rank{rank}.log') for rank in (0, 1)]
+    for proc, log in zip(procs, logs):
+        assert proc[0].returncode == 0, log[-3000:]
+    # rank 1 logs warnings to a file of its own only; rank 0 says why it
+    # skipped a step whose own losses were finite
+    assert 'loss_bbox is NaN on rank 1 at iteration 3' in logs[1]
+    assert 'skipped iteration 3 (a loss on another rank was not finite' \
+        in logs[0]
+    assert logs[0].count('NonFiniteLossHook: skipped') == 1
+    saved = read_checkpoint_file(_last_checkpoint(tmp_path / 'wd'))
+    assert saved['meta']['iter'] == 5
+    for key, value in saved['state_dict'].items():
+        assert torch.isfinite(value.float()).all(), key
+
+
 # --------------------------------------------------------------- dead rank
 def _free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def _launch_two_ranks(config, tmp_path):
+    """tools/train.py as ranks 0 and 1 of a gloo job: [(Popen, log file)],
+    logs in ``tmp_path/rank{0,1}.log``, work dir ``tmp_path/wd``."""
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        env = tool_env(
+            RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=port)
+        procs.append(
+            _popen(
+                train_cmd(config, tmp_path / 'wd', '--launcher', 'pytorch'),
+                tmp_path / f'rank{rank}.log', env))
+    return procs
 
 
 @pytest.mark.parametrize('action', ['exit', 'hang'])
@@ -295,16 +344,7 @@ def test_dead_or_stuck_rank_fails_fast_with_clear_error(
         "env_cfg = dict(dist_cfg=dict(timeout=5))\n"
         # one decoder layer leaves the query-scale MLP unused
         'find_unused_parameters = True\n')
-    port = _free_port()
-    procs = []
-    for rank in (0, 1):
-        env = tool_env(
-            RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, MASTER_ADDR='127.0.0.1',
-            MASTER_PORT=port)
-        procs.append(
-            _popen(
-                train_cmd(config, tmp_path / 'wd', '--launcher', 'pytorch'),
-                tmp_path / f'rank{rank}.log', env))
+    procs = _launch_two_ranks(config, tmp_path)
     try:
         rank0 = procs[0][0]
         start = time.time()

@@ -79,7 +79,8 @@ def test_unknown_type_names_place_and_nearest(tmp_path, shapes, capsys,
     err = tool_error('train.py', [config, '--work-dir', tmp_path / 'wd'],
                      capsys, monkeypatch)
     assert "model.bbox_head.type='ConditionalDETRHed' (a model) is not a " \
-           "registered type. Did you mean 'ConditionalDETRHead'" in err
+           "registered type in the 'mmdet_conddetr' scope (set by _scope_). " \
+           "Did you mean 'ConditionalDETRHead'" in err
     assert "train_dataloader.dataset.pipeline.0.type='LoadImageFromFle' " \
            "(a transform) is not a registered type. Did you mean " \
            "'LoadImageFromFile'" in err
@@ -511,8 +512,8 @@ def test_tools_swap_in_robust_data_and_safe_hooks():
         'mmdet_conddetr.CheckpointMatchHook'
     ]
     check_registry_types(cfg)  # the new names resolve, _scope_ or not
-    # mmdet keeps filtering images without annotations on COCO (its default)
-    assert cfg.train_dataloader.dataset.filter_cfg.filter_empty_gt is True
+    # as the official code, COCO images without annotations are negatives
+    assert cfg.train_dataloader.dataset.filter_cfg.filter_empty_gt is False
 
 
 def test_demo_config_checks_pass_for_the_shapes_demo():

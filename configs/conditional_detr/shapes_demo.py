@@ -17,6 +17,9 @@ _layer = dict(
     feedforward_dims=_base_.ffn_channels,
     dropout=_base_.dropout)
 model = dict(
+    # Built in this package's scope whatever the caller's default scope is
+    # (e.g. mmdet's DetInferencer, whose scope is 'mmdet' unless told).
+    _scope_='mmdet_conddetr',
     type='ConditionalDETR',
     num_queries=_base_.num_queries,
     data_preprocessor=_base_.data_preprocessor,

@@ -248,10 +248,13 @@ def _scopes_registering(name: str, registry=None) -> List[str]:
 
 
 def _resolvable(name: str, scope: Optional[str]) -> bool:
-    regs = _registries()
-    if scope and '.' not in name:
-        name = f'{scope}.{name}'  # looked up from that package's registry
-    for reg in regs.values():
+    for reg in _registries().values():
+        if scope and '.' not in name:
+            # As mmengine builds under _scope_: that scope's registry, then
+            # its parents (a 'scope.name' lookup would skip the parents).
+            reg = reg._get_root_registry()._search_child(scope)
+            if reg is None:
+                continue
         try:
             if reg.get(name) is not None:
                 return True

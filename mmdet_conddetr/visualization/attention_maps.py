@@ -105,7 +105,10 @@ def draw_attention_maps(image_rgb: np.ndarray, detections: Dict,
                     size=(height, width),
                     mode='bilinear',
                     align_corners=False)[0, 0]
-                axis.imshow(resized.numpy(), cmap='jet', alpha=0.55)
+                # transparent where a head does not look: the image stays
+                # readable under the map
+                weight = (resized / resized.max().clamp(min=1e-12)).numpy()
+                axis.imshow(weight, cmap='jet', alpha=0.8 * weight)
                 axis.set_title(f'head {column}', fontsize=8)
             axis.add_patch(
                 Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,

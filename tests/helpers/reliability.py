@@ -85,7 +85,7 @@ _layer = dict(embed_dims=32, num_heads=2, feedforward_dims=64, dropout=0.0)
 model = dict(
     num_queries=8,
     backbone=dict(depth=18, num_stages=1, strides=(1, ), dilations=(1, ),
-                  out_indices=(0, ), base_channels=8),
+                  out_indices=(0, ), base_channels=8, stem_channels=8),
     neck=dict(in_channels=[8], out_channels=32),
     encoder=dict(num_layers=1, layer_cfg=_layer),
     decoder=dict(num_layers=1, layer_cfg=_layer),
@@ -227,3 +227,29 @@ class RankFaultHook(Hook):
         if self.action == 'exit':
             os._exit(3)
         time.sleep(3600)
+
+
+@HOOKS.register_module(force=True)
+class RankNonFiniteLossHook(Hook):
+    """On rank ``rank`` only, ``term`` of the loss is NaN at (1-based)
+    iteration ``iteration``: the other ranks' losses stay finite."""
+
+    def __init__(self, rank: int = 1, iteration: int = 3,
+                 term: str = 'loss_bbox'):
+        self.rank = rank
+        self.iteration = iteration
+        self.term = term
+
+    def before_train(self, runner) -> None:
+        model = getattr(runner.model, 'module', runner.model)
+        original = model.loss
+
+        def loss(*args, **kwargs):
+            losses = original(*args, **kwargs)
+            if get_rank() == self.rank and runner.iter + 1 == self.iteration:
+                print(f'RankNonFiniteLossHook: {self.term} is NaN on rank '
+                      f'{self.rank} at iteration {self.iteration}', flush=True)
+                losses[self.term] = losses[self.term] * float('nan')
+            return losses
+
+        model.loss = loss

@@ -59,7 +59,7 @@ def parse_args():
     parser.add_argument(
         '--num-train', type=int, default=1000, help='number of train images')
     parser.add_argument(
-        '--num-val', type=int, default=100, help='number of val images')
+        '--num-val', type=int, default=200, help='number of val images')
     parser.add_argument(
         '--img-size',
         type=int,

@@ -12,6 +12,9 @@ default_scope = 'mmdet_conddetr'
 
 embed_dims = 256
 model = dict(
+    # Built in this package's scope whatever the caller's default scope is
+    # (e.g. mmdet's DetInferencer, whose scope is 'mmdet' unless told).
+    _scope_='mmdet_conddetr',
     type='ConditionalDETR',
     num_queries=300,
     data_preprocessor=dict(
@@ -105,7 +108,14 @@ train_pipeline = [
         ]),
     dict(type='PackDetInputs')
 ]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+# As the official code (torchvision's CocoDetection over every image id),
+# images without annotations are kept and train as pure negatives; mmdet's
+# COCO base would drop them (filter_empty_gt=True) and those under 32 px.
+train_dataloader = dict(
+    batch_size=2,
+    dataset=dict(
+        pipeline=train_pipeline,
+        filter_cfg=dict(filter_empty_gt=False, min_size=0)))
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 
