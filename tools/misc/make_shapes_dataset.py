@@ -50,7 +50,7 @@ _SHIFT = 4
 _SCALE = 1 << _SHIFT
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Generate the synthetic shapes dataset (COCO format)')
     parser.add_argument(
@@ -84,7 +84,7 @@ def parse_args():
         help='image file format')
     parser.add_argument(
         '--quiet', action='store_true', help='only print the summary')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.num_train < 0 or args.num_val < 0:
         parser.error('--num-train and --num-val must not be negative')
     if args.img_size < 32:
