@@ -333,11 +333,40 @@ def test_dist_scripts_validate_gpus(model_config):
 
 @pytest.mark.parametrize(
     'script', ['dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
-               'slurm_test.sh'])
+               'slurm_test.sh', 'launch_common.sh'])
 def test_shell_scripts_parse(script):
     subprocess.run(['bash', '-n', osp.join(TOOLS, script)],
                    check=True,
                    timeout=60)
+
+
+@pytest.mark.parametrize('script, args, expected', [
+    ('slurm_train.sh', ['part', 'job', 'cfg.py', 'wd', '--amp'],
+     ['train.py', 'cfg.py', '--work-dir=wd', '--launcher=slurm', '--amp']),
+    ('slurm_test.sh', ['part', 'job', 'cfg.py', 'ck.pth', '--tta'],
+     ['test.py', 'cfg.py', 'ck.pth', '--launcher=slurm', '--tta']),
+])
+def test_slurm_scripts_hand_the_tool_to_srun(tmp_path, script, args,
+                                             expected):
+    fake_srun = tmp_path / 'srun'
+    fake_srun.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake_srun.chmod(0o755)
+    env = dict(os.environ,
+               PATH=f'{tmp_path}{os.pathsep}{os.environ["PATH"]}',
+               GPUS='4',
+               SRUN_ARGS='--mem=10G --time=5')
+    proc = subprocess.run(['bash', osp.join(TOOLS, script), *args],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    argv = proc.stdout.split()
+    assert argv[:3] == ['-p', 'part', '--job-name=job']
+    assert '--ntasks=4' in argv and '--mem=10G' in argv
+    tool = next(i for i, arg in enumerate(argv) if arg.endswith('.py'))
+    assert osp.basename(argv[tool]) == expected[0]
+    assert argv[tool + 1:] == expected[1:]
 
 
 def test_resume_after_kill(model_config, shapes_root, tmp_path):

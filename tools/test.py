@@ -12,7 +12,6 @@ Distributed runs are started by ``tools/dist_test.sh`` (torchrun) or
 """
 import argparse
 import importlib.util
-import os
 import os.path as osp
 import sys
 import warnings
@@ -31,18 +30,15 @@ _make_project_importable()
 # Registers the mmdet_conddetr scope and the checkpoint types torch.load may
 # unpickle; must come before anything loads a checkpoint.
 import mmdet_conddetr  # noqa: E402,F401
-from mmdet_conddetr.engine import setup_cpu_distributed  # noqa: E402
+from mmdet_conddetr.engine import (prepare_test, run_cli,  # noqa: E402
+                                   setup_cpu_distributed)
+from mmdet_conddetr.engine.runner_setup import (  # noqa: E402
+    add_runner_arguments, build_runner, load_runner_config, parse_runner_args)
 
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
-from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmdet_conddetr.registry import RUNNERS  # noqa: E402
-# Reliability (issue 8): clear errors for bad input, strict checkpoint load.
-from mmdet_conddetr.engine import prepare_test, run_cli  # noqa: E402
-from mmdet_conddetr.utils.config_checks import load_config  # noqa: E402
 
 
 def parse_args():
@@ -50,9 +46,9 @@ def parse_args():
         description='Test (and evaluate) a detector')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir',
-        help='the directory to save the file containing evaluation metrics')
+    add_runner_arguments(
+        parser,
+        'the directory to save the file containing evaluation metrics')
     parser.add_argument(
         '--out',
         type=str,
@@ -70,28 +66,10 @@ def parse_args():
         default=2,
         help='the interval of --show (seconds)')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config with key=value pairs, merged '
-        'into the config. A list value is written key="[a,b]" or key=a,b; '
-        'nested lists/tuples like key="[(a,b),(c,d)]" work too. Quote the '
-        'value and do not put spaces in it.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
         '--tta',
         action='store_true',
         help='test-time augmentation (horizontal flip) with DetTTAModel')
-    # torch.distributed.launch of PyTorch >= 2.0 passes --local-rank,
-    # older versions --local_rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    args = parse_runner_args(parser)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error('--out must name a .pkl or .pickle file')
     return args
@@ -135,23 +113,7 @@ def _use_tta(cfg):
 
 def main():
     args = parse_args()
-
-    # Keep torch.compile from recompiling the dynamic-shape parts forever.
-    setup_cache_size_limit_of_dynamo()
-
-    cfg = load_config(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('default_scope') is None:
-        cfg.default_scope = 'mmdet_conddetr'
-
-    # work_dir priority: command line > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_runner_config(args)
 
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
@@ -167,12 +129,7 @@ def main():
     notes = prepare_test(cfg, args.config, args.checkpoint)
     notes += setup_cpu_distributed(cfg, args.launcher)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    for note in notes:
-        runner.logger.info(note)
+    runner = build_runner(cfg, notes)
 
     if args.out is not None:
         runner.test_evaluator.metrics.append(

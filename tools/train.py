@@ -11,7 +11,6 @@ Distributed runs are started by ``tools/dist_train.sh`` (torchrun) or
 """
 import argparse
 import importlib.util
-import os
 import os.path as osp
 import sys
 
@@ -28,23 +27,16 @@ _make_project_importable()
 # Registers the mmdet_conddetr scope and the checkpoint types torch.load may
 # unpickle; must come before anything loads a checkpoint.
 import mmdet_conddetr  # noqa: E402,F401
-from mmdet_conddetr.engine import (enable_amp,  # noqa: E402
-                                   setup_cpu_distributed)
-
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmdet_conddetr.registry import RUNNERS  # noqa: E402
-# Reliability (issue 8): clear errors for bad input, crash-safe hooks.
-from mmdet_conddetr.engine import prepare_train, run_cli  # noqa: E402
-from mmdet_conddetr.utils.config_checks import load_config  # noqa: E402
+from mmdet_conddetr.engine import (enable_amp, prepare_train,  # noqa: E402
+                                   run_cli, setup_cpu_distributed)
+from mmdet_conddetr.engine.runner_setup import (  # noqa: E402
+    add_runner_arguments, build_runner, load_runner_config, parse_runner_args)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    add_runner_arguments(parser, 'the dir to save logs and models')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -62,47 +54,12 @@ def parse_args():
         const='auto',
         help='resume from the given checkpoint; without a path, resume '
         'from the latest checkpoint in the work directory')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config with key=value pairs, merged '
-        'into the config. A list value is written key="[a,b]" or key=a,b; '
-        'nested lists/tuples like key="[(a,b),(c,d)]" work too. Quote the '
-        'value and do not put spaces in it.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch of PyTorch >= 2.0 passes --local-rank,
-    # older versions --local_rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser)
 
 
 def main():
     args = parse_args()
-
-    # Keep torch.compile from recompiling the dynamic-shape parts forever.
-    setup_cache_size_limit_of_dynamo()
-
-    cfg = load_config(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('default_scope') is None:
-        cfg.default_scope = 'mmdet_conddetr'
-
-    # work_dir priority: command line > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_runner_config(args)
 
     notes = []
     if args.amp:
@@ -130,14 +87,7 @@ def main():
     notes += prepare_train(cfg, args.config)
     notes += setup_cpu_distributed(cfg, args.launcher)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    for note in notes:
-        runner.logger.info(note)
-
-    runner.train()
+    build_runner(cfg, notes).train()
 
 
 if __name__ == '__main__':
