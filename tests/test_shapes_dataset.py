@@ -223,10 +223,7 @@ def test_bad_arguments_fail(tmp_path, args, message):
 def test_default_run_writes_the_demo_split_sizes(tmp_path):
     """Without size flags (as ``make demo`` calls it) the generator writes
     its documented defaults, and the JSON image counts agree."""
-    spec = importlib.util.spec_from_file_location('shapes_gen', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    defaults = module.parse_args([])
+    defaults = _load_generator().parse_args([])
     stdout = subprocess.run(
         [sys.executable, SCRIPT, '--out',
          str(tmp_path / 'full'), '--quiet'],
