@@ -1,95 +1,33 @@
-"""Attention modules of Conditional DETR.
+"""Attention modules of Conditional DETR (Meng et al., ICCV 2021).
 
-The attention cores compute the official ``softmax(q k^T / sqrt(d_head)) v``
-(the scale is ``1/sqrt`` of the per-head query width, which for the
-conditional cross-attention is the concatenated ``2 * d_head``, as in the
-official code):
-
-* without attention dropout (inference) through
-  :func:`torch.nn.functional.scaled_dot_product_attention`, which does not
-  materialise the attention matrix (a fused flash kernel on CPU and GPU);
-* with attention dropout (training) explicitly, ``matmul -> softmax ->
-  dropout -> matmul``: ``scaled_dot_product_attention`` would fall back to
-  the same computation plus a few extra passes over the weights.
+The paper's contribution is :class:`ConditionalCrossAttention`; the two
+self-attentions are DETR's. Quoted section names are the paper's.
 
 Differences from mmcv's ``MultiheadAttention`` used by MMDetection 3.3:
 dropout is applied to the attention weights *and* to the output (the official
 ``dropout1/dropout2``), and the decoder attentions keep the content and
 positional projections as separate parameters, exactly as the official layer
-does, so the official weights load one-to-one. For speed the projections are
-*run* fused (concatenated weights, one matmul), which computes the same sums:
+does, so the official weights load one-to-one.
 
-* decoder self-attention: the content projections of q, k and v are one
-  matmul, and the positional ones (``query_pos`` is the same for every layer)
-  can be computed once for all layers by the decoder (``pos_proj``);
-* conditional cross-attention: the keys and values depend only on the encoder
-  memory and its positions, so the decoder computes them for all layers with
-  two matmuls (:meth:`ConditionalCrossAttention.project_memory`) laid out per
-  head as ``[v | k_content | k_pos]``, from which each layer takes its keys
-  ``[k_content | k_pos]`` and values as views, without copies.
+Kept out of this file, so that it reads as the paper: which kernel computes
+``softmax(q k^T / sqrt(D)) v`` (:mod:`.attention_core`), and the projections
+the decoder computes once for all layers (:mod:`.fused_projections`), which
+the modules here accept precomputed or compute themselves.
 
 Set ``record_attention = True`` on a :class:`ConditionalCrossAttention` to keep
 its softmax weights in ``last_attention`` (used by the attention visualiser);
 it is off by default and costs nothing when off.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def split_heads(x: Tensor, num_heads: int) -> Tensor:
-    """[B, N, H*D] -> [B, H, N, D] (a view)."""
-    batch, length, width = x.shape
-    return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
-
-
-def merge_heads(x: Tensor) -> Tensor:
-    """[B, H, N, D] -> [B, N, H*D]."""
-    batch, heads, length, width = x.shape
-    return x.transpose(1, 2).reshape(batch, length, heads * width)
-
-
-def attend(q: Tensor,
-           k: Tensor,
-           v: Tensor,
-           key_padding_mask: Optional[Tensor],
-           dropout_p: float,
-           return_weights: bool = False):
-    """Scaled dot-product attention over heads.
-
-    Args:
-        q (Tensor): Queries, [B, H, Nq, Dqk].
-        k (Tensor): Keys, [B, H, Nk, Dqk].
-        v (Tensor): Values, [B, H, Nk, Dv].
-        key_padding_mask (Tensor, optional): [B, Nk], True on padded keys.
-        dropout_p (float): Dropout on the attention weights.
-        return_weights (bool): Also return the softmax weights [B, H, Nq, Nk]
-            (computed explicitly; only for inspection).
-
-    Returns:
-        Tensor | tuple[Tensor, Tensor]: Output [B, H, Nq, Dv] (and weights).
-    """
-    if not return_weights and dropout_p == 0.0:
-        attn_mask = None
-        if key_padding_mask is not None:
-            attn_mask = ~key_padding_mask[:, None, None, :]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-    logits = torch.matmul(q * q.size(-1)**-0.5, k.transpose(-2, -1))
-    if key_padding_mask is not None:
-        # In place: the matmul's backward needs its inputs, not its output.
-        logits.masked_fill_(key_padding_mask[:, None, None, :], float('-inf'))
-    weights = logits.softmax(-1)
-    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
-    out = torch.matmul(dropped, v)
-    return (out, weights) if return_weights else out
-
-
-def stacked_linear(linears: Sequence[nn.Linear]) -> Tuple[Tensor, Tensor]:
-    """Weight and bias of the linears stacked along the output dimension."""
-    return (torch.cat([linear.weight for linear in linears]),
-            torch.cat([linear.bias for linear in linears]))
+from .attention_core import (EXPLICIT, attend, explicit_attention,
+                             fused_attention, merge_heads, select_path,
+                             split_heads)
+from .fused_projections import PackedMemory, project_memory, stacked_linear
 
 
 class EncoderSelfAttention(nn.Module):
@@ -161,8 +99,7 @@ class ConditionalSelfAttention(nn.Module):
             query_pos (Tensor): Object queries, [B, Nq, d]; unused when
                 ``pos_proj`` is given.
             pos_proj (Tensor, optional): ``[Wqp p + bqp | Wkp p + bkp]``,
-                [B, Nq, 2d], computed by the caller (e.g. once for all decoder
-                layers).
+                [B, Nq, 2d], precomputed for all layers.
 
         Returns:
             Tensor: [B, Nq, d].
@@ -171,6 +108,7 @@ class ConditionalSelfAttention(nn.Module):
         if pos_proj is None:
             pos_proj = F.linear(query_pos,
                                 *stacked_linear(self.position_linears()))
+        # q, k and v content projections in one matmul.
         qkv = F.linear(
             query,
             *stacked_linear(
@@ -183,16 +121,46 @@ class ConditionalSelfAttention(nn.Module):
         return self.out_proj(merge_heads(out))
 
 
-class ConditionalCrossAttention(nn.Module):
-    """The paper's conditional cross-attention.
+def concat_per_head(a: Tensor, b: Tensor, num_heads: int) -> Tensor:
+    """Per head ``[a_h ; b_h]``: [B, N, H*D] twice -> [B, H, N, 2D]."""
+    batch, length, width = a.shape
+    return torch.cat([
+        a.view(batch, length, num_heads, width // num_heads),
+        b.view(batch, length, num_heads, width // num_heads)
+    ], -1).transpose(1, 2)
 
-    Per head, the query is ``[c_q ; p_q]`` (content ‖ conditional spatial
-    query ``p_q = T(f) ⊙ PE(s)`` projected) and the key is ``[c_k ; p_k]``
-    (memory content ‖ memory position), so content and spatial attention
-    weights add up inside one softmax over ``2 * d_head`` channels. The first
-    decoder layer also adds the object query's positional projection to the
-    content query and the key's positional projection to the key content, as
-    the official implementation does (``is_first``).
+
+class ConditionalCrossAttention(nn.Module):
+    """The paper's conditional cross-attention ("Conditional
+    Cross-Attention").
+
+    DETR's cross-attention adds content and position before the dot product,
+    ``(c_q + p_q)^T (c_k + p_k)``, four terms once expanded ("DETR Decoder
+    Cross-Attention"). Here,
+    per head, the query is the concatenation ``[c_q ; p_q]`` and the key
+    ``[c_k ; p_k]``, so the attention logit is
+
+        ``c_q^T c_k + p_q^T p_k``
+
+    (content attention plus spatial attention, summed inside one softmax
+    over the concatenated ``2 * d_head`` channels, scaled by
+    ``1 / sqrt(2 * d_head)``); the values are the memory content ``v``.
+
+    * ``c_q = Wqc f``: content query, from the decoder embedding ``f``
+      after self-attention;
+    * ``p_q = Wqs (λ_q ⊙ p_s)``: the conditional spatial query ("Conditional
+      spatial query prediction"): ``p_s`` is the sinusoidal embedding of the
+      reference point ``s`` and ``λ_q = FFN(f)`` is predicted by the decoder
+      (:class:`~.transformer.ConditionalDETRTransformerDecoder`), which
+      passes ``λ_q ⊙ p_s`` in as ``query_sine_embed``; ``Wqs`` is the
+      official per-layer projection ``qpos_sine_proj``;
+    * ``c_k = Wkc m``, ``p_k = Wkp PE(m)``, ``v = Wv m`` for the encoder
+      memory ``m`` and its sine positions ``PE(m)``.
+
+    As in the official code and not in the paper, the first decoder layer
+    (``is_first``) also adds the object query's projection ``Wqp o_q`` to
+    ``c_q`` and ``p_k`` to ``c_k``: ``[c_q + Wqp o_q ; p_q]``,
+    ``[c_k + p_k ; p_k]``.
 
     Args:
         embed_dims (int): Feature width ``d``.
@@ -218,50 +186,6 @@ class ConditionalCrossAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dims, embed_dims)
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
-    @staticmethod
-    def project_memory(attentions: Sequence['ConditionalCrossAttention'],
-                       memory: Tensor, memory_pos: Tensor) -> Tensor:
-        """Keys and values of several cross-attentions in two matmuls.
-
-        Args:
-            attentions (Sequence[ConditionalCrossAttention]): L modules with
-                the same width and heads (the decoder's layers).
-            memory (Tensor): Encoder output, [B, Nk, d].
-            memory_pos (Tensor): Memory sine positions, [B, Nk, d].
-
-        Returns:
-            Tensor: [B, Nk, L, H, 3 * d_head], per layer and head
-            ``[v | k_content | k_pos]`` (without the first layer's
-            ``k_content + k_pos``, which :meth:`forward` adds).
-        """
-        first = attentions[0]
-        heads, dims = first.num_heads, memory.size(-1)
-        head_dims = dims // heads
-        weights, biases = [], []
-        for attention in attentions:
-            # Rows of v and k_content interleaved per head: [v_h | kc_h].
-            weights.append(
-                torch.stack([
-                    attention.v_proj.weight.view(heads, head_dims, dims),
-                    attention.kcontent_proj.weight.view(
-                        heads, head_dims, dims)
-                ], 1).view(2 * dims, dims))
-            biases.append(
-                torch.stack([
-                    attention.v_proj.bias.view(heads, head_dims),
-                    attention.kcontent_proj.bias.view(heads, head_dims)
-                ], 1).view(2 * dims))
-        batch, length = memory.shape[:2]
-        layers = len(attentions)
-        value_key = F.linear(memory, torch.cat(weights), torch.cat(biases))
-        key_pos = F.linear(
-            memory_pos,
-            *stacked_linear([attention.kpos_proj for attention in attentions]))
-        return torch.cat([
-            value_key.view(batch, length, layers, heads, 2 * head_dims),
-            key_pos.view(batch, length, layers, heads, head_dims)
-        ], -1)
-
     def forward(self,
                 query: Tensor,
                 query_pos: Optional[Tensor],
@@ -269,64 +193,57 @@ class ConditionalCrossAttention(nn.Module):
                 memory: Optional[Tensor],
                 memory_pos: Optional[Tensor],
                 memory_mask: Optional[Tensor],
-                keys_values: Optional[Tensor] = None,
+                packed_memory: Optional[PackedMemory] = None,
                 query_pos_proj: Optional[Tensor] = None) -> Tensor:
-        """Attend from the queries to the encoder memory.
+        """Attend from the object queries to the encoder memory.
 
         Args:
-            query (Tensor): Decoder embeddings, [B, Nq, d].
-            query_pos (Tensor): Object queries, [B, Nq, d] (first layer only,
-                unused when ``query_pos_proj`` is given).
-            query_sine_embed (Tensor): ``T ⊙ PE(s)``, [B, Nq, d].
+            query (Tensor): Decoder embeddings ``f``, [B, Nq, d].
+            query_pos (Tensor): Object queries ``o_q``, [B, Nq, d] (first
+                layer only; unused when ``query_pos_proj`` is given).
+            query_sine_embed (Tensor): ``λ_q ⊙ p_s``, [B, Nq, d].
             memory (Tensor): Encoder output, [B, Nk, d] (unused when
-                ``keys_values`` is given).
+                ``packed_memory`` is given).
             memory_pos (Tensor): Sine positions of the memory, [B, Nk, d]
-                (unused when ``keys_values`` is given).
+                (unused when ``packed_memory`` is given).
             memory_mask (Tensor, optional): [B, Nk], True on padding.
-            keys_values (Tensor, optional): This layer's slice of
-                :meth:`project_memory`, [B, Nk, H, 3 * d_head].
-            query_pos_proj (Tensor, optional): ``qpos_proj(query_pos)`` of the
-                first layer, [B, Nq, d].
+            packed_memory (PackedMemory, optional): This layer's keys and
+                values, precomputed (:func:`~.fused_projections.
+                project_memory`).
+            query_pos_proj (Tensor, optional): ``qpos_proj(query_pos)``,
+                precomputed, [B, Nq, d].
 
         Returns:
             Tensor: [B, Nq, d].
         """
-        heads = self.num_heads
-        batch, num_queries, dims = query.shape
-        head_dims = dims // heads
-        if keys_values is None:
-            keys_values = self.project_memory([self], memory,
-                                              memory_pos)[:, :, 0]
-        key_pos = keys_values[..., 2 * head_dims:]
-        q_content = self.qcontent_proj(query)
+        if packed_memory is None:
+            packed_memory = project_memory([self], memory, memory_pos)[0]
+        content_query = self.qcontent_proj(query)
         if self.is_first:
             if query_pos_proj is None:
                 query_pos_proj = self.qpos_proj(query_pos)
-            q_content = q_content + query_pos_proj
-            k = torch.cat(
-                [keys_values[..., head_dims:2 * head_dims] + key_pos, key_pos],
-                dim=-1)
-        else:
-            k = keys_values[..., head_dims:]
-        q = torch.cat([
-            q_content.view(batch, num_queries, heads, head_dims),
-            self.qpos_sine_proj(query_sine_embed).view(
-                batch, num_queries, heads, head_dims)
-        ], -1).transpose(1, 2)
-        k = k.transpose(1, 2)
-        dropout_p = self.attn_drop if self.training else 0.0
-        if self.record_attention:
-            out, self.last_attention = attend(
-                q, k, keys_values[..., :head_dims].transpose(1, 2),
-                memory_mask, dropout_p, return_weights=True)
-        elif dropout_p > 0:
-            out = attend(q, k, keys_values[..., :head_dims].transpose(1, 2),
-                         memory_mask, dropout_p)
-        else:
-            # The fused kernel needs values as wide as the keys: take
-            # [v | k_content] and keep the first d_head output channels
-            # (each output channel only depends on its own value channel).
-            out = attend(q, k,
-                         keys_values[..., :2 * head_dims].transpose(1, 2),
-                         memory_mask, 0.0)[..., :head_dims]
+            content_query = content_query + query_pos_proj
+        spatial_query = self.qpos_sine_proj(query_sine_embed)
+        q = concat_per_head(content_query, spatial_query, self.num_heads)
+        k = packed_memory.keys(add_position_to_content=self.is_first)
+        out = self._attend(q, k, packed_memory, memory_mask)
         return self.out_proj(merge_heads(out))
+
+    def _attend(self, q: Tensor, k: Tensor, packed_memory: PackedMemory,
+                memory_mask: Optional[Tensor]) -> Tensor:
+        """``softmax(q k^T / sqrt(2 d_head)) v`` -> [B, H, Nq, d_head], by
+        one of three paths: recording the weights, with attention dropout
+        (explicit or fused, by device), fused without dropout."""
+        dropout_p = self.attn_drop if self.training else 0.0
+        values = packed_memory.values()
+        if self.record_attention:
+            out, self.last_attention = explicit_attention(
+                q, k, values, memory_mask, dropout_p, return_weights=True)
+            return out
+        if select_path(q, k, values, memory_mask is not None, dropout_p,
+                       False) == EXPLICIT:
+            return explicit_attention(q, k, values, memory_mask, dropout_p)
+        if dropout_p > 0:
+            return fused_attention(q, k, values, memory_mask, dropout_p)
+        return fused_attention(q, k, packed_memory.widened_values(),
+                               memory_mask, 0.0)[..., :packed_memory.head_dims]

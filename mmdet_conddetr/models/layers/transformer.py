@@ -1,21 +1,26 @@
 """Encoder and conditional decoder of Conditional DETR (batch first).
 
+The decoder follows the paper (Meng et al., ICCV 2021), "Conditional
+Cross-Attention": every layer is self-attention, conditional cross-attention
+and FFN; the cross-attention's spatial query is conditioned on the reference
+point ``s`` and on the decoder embedding (see
+:class:`ConditionalDETRTransformerDecoder`).
+
 Differences from MMDetection 3.3's ``DetrTransformerEncoder`` and
 ``ConditionalDetrTransformerDecoder``, all to follow the official code:
 
 * dropout after every attention (mmdet builds its attentions with
   ``proj_drop=0``);
-* the attention cores use ``scaled_dot_product_attention``;
 * the sine embedding of the reference points ``PE(s)`` is computed once per
   forward, not once per decoder layer (the reference points are shared by all
   layers, so it is the same tensor);
 * so are the other per-forward constants of the decoder, for all layers at
-  once: the positional projections of the object queries (self-attention q/k
-  and the first cross-attention's query) in one matmul, and the keys and
-  values of every cross-attention (they depend only on the encoder memory) in
-  two (see :mod:`.attention`);
+  once (:mod:`.fused_projections`);
 * per-layer parameter names follow the official layer, grouped into the
   attention modules, so checkpoints convert by renaming only.
+
+The modules are built by :class:`~..detectors.ConditionalDETR` directly, not
+through the registry.
 """
 from typing import List, Optional, Tuple
 
@@ -24,9 +29,9 @@ import torch.nn.functional as F
 from mmdet.models.layers.transformer.utils import MLP, coordinate_to_encoding
 from torch import Tensor, nn
 
-from mmdet_conddetr.registry import MODELS
 from .attention import (ConditionalCrossAttention, ConditionalSelfAttention,
-                        EncoderSelfAttention, stacked_linear)
+                        EncoderSelfAttention)
+from .fused_projections import LayerProjections, precompute_decoder_inputs
 
 
 class FeedForward(nn.Module):
@@ -42,7 +47,6 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
 
 
-@MODELS.register_module()
 class ConditionalDETRTransformerEncoderLayer(nn.Module):
     """Post-norm DETR encoder layer with sine positions added to q and k.
 
@@ -73,7 +77,6 @@ class ConditionalDETRTransformerEncoderLayer(nn.Module):
         return self.norm2(x + self.dropout2(self.ffn(x)))
 
 
-@MODELS.register_module()
 class ConditionalDETRTransformerEncoder(nn.Module):
     """Stack of post-norm encoder layers (no final norm, as official).
 
@@ -99,10 +102,11 @@ class ConditionalDETRTransformerEncoder(nn.Module):
         return query
 
 
-@MODELS.register_module()
 class ConditionalDETRTransformerDecoderLayer(nn.Module):
-    """Decoder layer: conditional self-attention, conditional cross-attention
-    and FFN, each followed by dropout, residual and LayerNorm (post-norm).
+    """One decoder layer of the paper: self-attention
+    over the object queries, conditional cross-attention to the encoder
+    memory and FFN, each followed by dropout, residual and LayerNorm
+    (post-norm, as DETR).
 
     Args:
         embed_dims (int): Feature width. Defaults to 256.
@@ -137,30 +141,35 @@ class ConditionalDETRTransformerDecoderLayer(nn.Module):
                 memory: Optional[Tensor],
                 memory_pos: Optional[Tensor],
                 memory_mask: Optional[Tensor],
-                self_pos_proj: Optional[Tensor] = None,
-                cross_keys_values: Optional[Tensor] = None,
-                cross_query_pos_proj: Optional[Tensor] = None) -> Tensor:
+                precomputed: Optional[LayerProjections] = None) -> Tensor:
         """Shapes as :meth:`ConditionalCrossAttention.forward`; returns
-        [B, Nq, d]. The optional precomputed projections are those the
-        decoder computes once for all layers (``pos_proj`` of the
-        self-attention, ``keys_values`` and ``query_pos_proj`` of the
-        cross-attention); without them the layer computes its own."""
+        [B, Nq, d]. ``precomputed`` holds this layer's projections computed
+        by the decoder for all layers at once; without it the layer computes
+        its own."""
+        self_pos = cross_memory = cross_query_pos = None
+        if precomputed is not None:
+            self_pos, cross_memory, cross_query_pos = precomputed
         query = self.norm1(query + self.dropout1(
-            self.self_attn(query, query_pos, self_pos_proj)))
+            self.self_attn(query, query_pos, self_pos)))
         attended = self.cross_attn(query, query_pos, query_sine_embed, memory,
-                                   memory_pos, memory_mask,
-                                   cross_keys_values, cross_query_pos_proj)
+                                   memory_pos, memory_mask, cross_memory,
+                                   cross_query_pos)
         query = self.norm2(query + self.dropout2(attended))
         return self.norm3(query + self.dropout3(self.ffn(query)))
 
 
-@MODELS.register_module()
 class ConditionalDETRTransformerDecoder(nn.Module):
-    """Conditional decoder.
+    """The conditional decoder (the paper's "Conditional spatial query
+    prediction").
 
-    The reference points ``s = sigmoid(MLP(object query))`` are computed once
-    and shared by all layers; layer ``i`` gets the spatial query
-    ``T_i ⊙ PE(s)`` with ``T_0 = 1`` and ``T_i = MLP(output of layer i-1)``.
+    * Reference point: ``s = sigmoid(FFN(o_q))`` from the object query
+      ``o_q`` (``ref_point_head``), computed once and shared by all layers,
+      and its sinusoidal embedding ``p_s``.
+    * Conditional spatial query of layer ``i``: ``λ_q ⊙ p_s`` with
+      ``λ_q = FFN(f)`` of the previous layer's output ``f``
+      (``query_scale``); the first layer uses ``λ_q = 1``, as the official
+      code does.
+
     Every layer's output goes through the shared final LayerNorm.
 
     Args:
@@ -189,7 +198,7 @@ class ConditionalDETRTransformerDecoder(nn.Module):
 
         Args:
             query (Tensor): Initial decoder embeddings (zeros), [B, Nq, d].
-            query_pos (Tensor): Object queries, [B, Nq, d].
+            query_pos (Tensor): Object queries ``o_q``, [B, Nq, d].
             memory (Tensor): Encoder output, [B, Nk, d].
             memory_pos (Tensor): Memory sine positions, [B, Nk, d].
             memory_mask (Tensor, optional): [B, Nk], True on padding.
@@ -201,37 +210,14 @@ class ConditionalDETRTransformerDecoder(nn.Module):
         references = self.ref_point_head(query_pos).sigmoid()
         sine_embed = coordinate_to_encoding(
             references, num_feats=self.embed_dims // 2)
-        dims, layers = self.embed_dims, len(self.layers)
-        # Per-forward constants of every layer, three matmuls in all: the
-        # projections of the object queries (self-attention q/k positions of
-        # every layer, then the first cross-attention's qpos_proj) ...
-        position_linears = [
-            linear for layer in self.layers
-            for linear in layer.self_attn.position_linears()
-        ]
-        if self.layers[0].cross_attn.is_first:
-            position_linears.append(self.layers[0].cross_attn.qpos_proj)
-        position_proj = F.linear(query_pos, *stacked_linear(position_linears))
-        # ... and the keys and values of every cross-attention.
-        keys_values = ConditionalCrossAttention.project_memory(
-            [layer.cross_attn for layer in self.layers], memory, memory_pos)
+        precomputed = precompute_decoder_inputs(self.layers, query_pos, memory,
+                                                memory_pos)
         outputs: List[Tensor] = []
         for index, layer in enumerate(self.layers):
-            spatial_query = sine_embed
+            spatial_query = sine_embed  # λ_q = 1
             if index > 0:
                 spatial_query = sine_embed * self.query_scale(query)
-            query = layer(
-                query,
-                query_pos,
-                spatial_query,
-                memory,
-                memory_pos,
-                memory_mask,
-                self_pos_proj=position_proj[...,
-                                            2 * index * dims:2 * (index + 1) *
-                                            dims],
-                cross_keys_values=keys_values[:, :, index],
-                cross_query_pos_proj=(position_proj[..., 2 * layers * dims:]
-                                      if layer.cross_attn.is_first else None))
+            query = layer(query, query_pos, spatial_query, memory, memory_pos,
+                          memory_mask, precomputed[index])
             outputs.append(self.post_norm(query))
         return torch.stack(outputs), references
