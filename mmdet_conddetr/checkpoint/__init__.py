@@ -27,9 +27,10 @@ from .coco_classes import (COCO_CATEGORY_IDS, COCO_UNUSED_IDS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
 from .convert import (SOURCES, ConversionResult, convert, convert_state_dict,
                       detect_source, export_state_dict, extract_state_dict)
-from .errors import (CheckpointError, CheckpointFileError, KeyMismatchError,
-                     NumClassesError, UnknownLayoutError,
-                     UnsafeCheckpointError)
+from ..errors import (CheckpointError, CheckpointFileError,
+                      CheckpointMismatchError, KeyMismatchError,
+                      NumClassesError, UnknownLayoutError,
+                      UnsafeCheckpointError)
 from .hook import foreign_checkpoint_pre_hook
 from .io import (allow_foreign_checkpoint_types, checkpoint_meta,
                  load_foreign_checkpoint, read_checkpoint_file,
@@ -43,8 +44,8 @@ __all__ = [
     'select_coco_rows', 'SOURCES', 'LAYOUTS', 'FOREIGN_LAYOUTS',
     'ConversionResult', 'convert', 'convert_state_dict', 'detect_source',
     'export_state_dict', 'extract_state_dict', 'CheckpointError',
-    'CheckpointFileError', 'KeyMismatchError', 'NumClassesError',
-    'UnknownLayoutError', 'UnsafeCheckpointError',
+    'CheckpointFileError', 'CheckpointMismatchError', 'KeyMismatchError',
+    'NumClassesError', 'UnknownLayoutError', 'UnsafeCheckpointError',
     'foreign_checkpoint_pre_hook', 'allow_foreign_checkpoint_types',
     'checkpoint_meta', 'load_foreign_checkpoint', 'read_checkpoint_file',
     'save_checkpoint'

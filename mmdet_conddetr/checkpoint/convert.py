@@ -18,7 +18,7 @@ import torch
 
 from .coco_classes import (NUM_COCO_CLASSES, NUM_COCO_ID_ROWS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
-from .errors import (CheckpointFileError, KeyMismatchError, NumClassesError,
+from ..errors import (CheckpointFileError, KeyMismatchError, NumClassesError,
                      UnknownLayoutError, format_keys)
 from .layout import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
                      drop_num_batches_tracked, expected_keys,

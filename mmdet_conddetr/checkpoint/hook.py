@@ -17,7 +17,7 @@ e.g. a partial checkpoint) is left to the loader as usual.
 from mmengine.logging import print_log
 
 from .convert import convert, detect_source, extract_state_dict
-from .errors import CheckpointFileError, NumClassesError
+from ..errors import CheckpointFileError, NumClassesError
 from .layout import CLASS_WEIGHT, NATIVE
 
 __all__ = ['foreign_checkpoint_pre_hook']

@@ -25,7 +25,7 @@ from typing import Collection, Mapping, Optional
 import torch
 
 from .convert import ConversionResult, convert, extract_state_dict
-from .errors import CheckpointFileError, UnsafeCheckpointError
+from ..errors import CheckpointFileError, UnsafeCheckpointError
 from .layout import NATIVE
 from .sources import get_layout
 

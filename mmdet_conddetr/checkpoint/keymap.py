@@ -19,7 +19,7 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Sequence, Tuple
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = ['KeyMap', 'Converted', 'chain']
 

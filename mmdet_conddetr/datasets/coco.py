@@ -8,7 +8,7 @@ it produces exactly the data list of mmdet's class. What differs:
 
 * a missing ``data_root`` / annotation file, a file that is not JSON, or a
   JSON that is not in COCO detection format raises
-  :class:`~mmdet_conddetr.engine.errors.DataCheckError` naming the file and
+  :class:`~mmdet_conddetr.errors.DataCheckError` naming the file and
   what to fix (mmdet: a ``FileNotFoundError`` from the file back-end, a
   ``JSONDecodeError``/``KeyError`` from pycocotools, or an empty dataset);
 * class names of ``metainfo`` that the file's categories lack are an error
@@ -40,7 +40,7 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from mmdet_conddetr.registry import DATASETS
-from ..engine.errors import DataCheckError
+from ..errors import DataCheckError
 
 __all__ = ['RobustCocoDataset']
 

@@ -8,11 +8,12 @@ from .amp import CPUAmpOptimWrapper, enable_amp
 from .launcher import init_cpu_process_group, setup_cpu_distributed
 
 # Reliability: clear errors, crash-safe checkpoints, non-finite loss guard.
-from .errors import (CheckpointSaveError, ConfigCheckError,  # noqa: E402
-                     DataCheckError, DistributedFailureError,
-                     NonFiniteLossError, UserFacingError, WorkDirError)
+from mmdet_conddetr.errors import (  # noqa: E402
+    CheckpointMismatchError, CheckpointSaveError, ConfigCheckError,
+    DataCheckError, DistributedFailureError, NonFiniteLossError,
+    UserFacingError, WorkDirError)
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: E402
-                    CheckpointMismatchError, NonFiniteLossHook)
+                    NonFiniteLossHook)
 from .cli import run_cli, set_cli_context, user_message  # noqa: E402
 from .preflight import prepare_test, prepare_train  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Turn known failures of the command-line tools into one clear message.
 
 ``tools/train.py`` and ``tools/test.py`` call ``run_cli(main)``. Errors that
-carry a message for the user -- :class:`~.errors.UserFacingError`, the
-checkpoint package's ``CheckpointError``, an unknown ``type`` in the config
+carry a message for the user -- :class:`~mmdet_conddetr.errors.UserFacingError`
+(the checkpoint errors included), an unknown ``type`` in the config
 (mmengine's registry ``KeyError``, with the nearest registered names added)
 and the failure of a collective operation in a distributed job (a dead or
 stuck rank) -- are printed as ``error: ...`` on stderr and written to the run's
@@ -15,8 +15,7 @@ import re
 import sys
 from typing import Callable, Optional
 
-from mmdet_conddetr.checkpoint import CheckpointError
-from .errors import DistributedFailureError, UserFacingError
+from mmdet_conddetr.errors import DistributedFailureError, UserFacingError
 
 __all__ = ['run_cli', 'user_message', 'set_cli_context']
 
@@ -113,7 +112,7 @@ def _distributed_message(error: BaseException) -> Optional[str]:
 def user_message(error: BaseException) -> Optional[str]:
     """The message to print for ``error``, or None to keep the traceback."""
     for exc in _chain(error):
-        if isinstance(exc, (UserFacingError, CheckpointError)):
+        if isinstance(exc, UserFacingError):
             return _BUILD_PREFIX.sub('', str(exc))
     from mmdet_conddetr.utils.config_checks import explain_registry_key_error
     for exc in _chain(error):

@@ -35,7 +35,7 @@ from mmdet_conddetr.utils.config_checks import (check_data_paths,
                                                 check_registry_types,
                                                 check_work_dir)
 from .cli import set_cli_context
-from .errors import ConfigCheckError
+from mmdet_conddetr.errors import ConfigCheckError
 
 __all__ = [
     'prepare_train', 'prepare_test', 'use_safe_hooks', 'use_robust_data',

@@ -16,7 +16,7 @@ is wrong and how to fix it.
   registered names for an unknown type (also used on errors raised while
   building, see :mod:`mmdet_conddetr.engine.cli`).
 
-All raise :class:`~mmdet_conddetr.engine.errors.ConfigCheckError` (or
+All raise :class:`~mmdet_conddetr.errors.ConfigCheckError` (or
 ``WorkDirError``) listing every problem found, not only the first.
 """
 import difflib
@@ -40,7 +40,7 @@ _NOT_REGISTRY_KEYS = ('nms', 'rpn_proposal', 'roi_layer')
 
 
 def _errors():
-    from mmdet_conddetr.engine.errors import ConfigCheckError, WorkDirError
+    from mmdet_conddetr.errors import ConfigCheckError, WorkDirError
     return ConfigCheckError, WorkDirError
 
 

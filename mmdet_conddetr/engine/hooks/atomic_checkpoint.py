@@ -18,8 +18,8 @@ file names and bookkeeping, but for a local ``out_dir``:
   it names is complete;
 * outdated checkpoints are deleted only after the new one is safely in place;
 * when a write fails (``ENOSPC``, quota, I/O error) the temporary file is
-  removed and :class:`~..errors.CheckpointSaveError` says which checkpoint is
-  still the latest complete one and how to resume;
+  removed and :class:`~mmdet_conddetr.errors.CheckpointSaveError` says
+  which checkpoint is still the latest complete one and how to resume;
 * temporary files left by a killed run are removed when training starts.
 
 Remote back-ends (``out_dir`` on S3, Petrel...) keep mmengine's behaviour.
@@ -37,7 +37,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from mmdet_conddetr.registry import HOOKS
-from ..errors import CheckpointSaveError
+from mmdet_conddetr.errors import CheckpointSaveError
 
 __all__ = ['AtomicCheckpointHook', 'atomic_write_text', 'fsync_directory']
 

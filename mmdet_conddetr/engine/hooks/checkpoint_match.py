@@ -24,21 +24,18 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
-from mmdet_conddetr.checkpoint import (CheckpointError, NumClassesError,
-                                       convert, detect_source,
+from mmdet_conddetr.checkpoint import (convert, detect_source,
                                        extract_state_dict)
-from mmdet_conddetr.checkpoint.errors import format_keys
 from mmdet_conddetr.checkpoint.layout import CLASS_BIAS, CLASS_WEIGHT, NATIVE
+from mmdet_conddetr.errors import (CheckpointError, CheckpointMismatchError,
+                                   NumClassesError, format_keys)
 from mmdet_conddetr.registry import HOOKS
-from ..errors import UserFacingError
 
-__all__ = ['CheckpointMatchHook', 'CheckpointMismatchError', 'match_checkpoint']
+__all__ = [
+    'CheckpointMatchHook', 'CheckpointMismatchError', 'match_checkpoint'
+]
 
 _HEAD_KEYS = (CLASS_WEIGHT, CLASS_BIAS)
-
-
-class CheckpointMismatchError(UserFacingError, CheckpointError):
-    """The checkpoint's weights do not fit the model; nothing was loaded."""
 
 
 def _target_model(runner):

@@ -9,7 +9,8 @@ invalid numeric entries") and every later checkpoint holds NaN weights.
 *before* the backward pass and the optimizer step, so the weights are never
 touched by a non-finite loss:
 
-* ``action='raise'`` (default): stop with :class:`~..errors.NonFiniteLossError`
+* ``action='raise'`` (default): stop with
+  :class:`~mmdet_conddetr.errors.NonFiniteLossError`
   naming the loss term(s), the iteration, the images of the batch and the
   checkpoint to resume from;
 * ``action='skip'``: drop that batch (no backward, no optimizer step, and
@@ -36,7 +37,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
 from mmdet_conddetr.registry import HOOKS
-from ..errors import NonFiniteLossError
+from mmdet_conddetr.errors import NonFiniteLossError
 
 __all__ = ['NonFiniteLossHook']
 
