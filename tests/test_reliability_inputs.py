@@ -379,8 +379,9 @@ def test_images_without_annotations_train_as_negatives(shapes, tmp_path):
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory, shapes):
     """The tiny model's checkpoint and broken or foreign variants of it."""
-    from mmdet_conddetr.checkpoint.layout import drop_num_batches_tracked
-    from mmdet_conddetr.checkpoint.sources import get_layout
+    from mmdet_conddetr.checkpoint.layouts import get_layout
+    from mmdet_conddetr.checkpoint.layouts.native import \
+        drop_num_batches_tracked
     init_default_scope('mmdet_conddetr')
     root = tmp_path_factory.mktemp('ckpts')
     cfg = load_config(write_tiny_config(root / 'cfg.py', shapes, test=True))

@@ -18,7 +18,8 @@ Typical use::
     model.load_state_dict(convert_state_dict(torch.load(path)['model']))
 
 Loading a foreign checkpoint into a ``ConditionalDETR`` (``load_from=``,
-``tools/test.py CONFIG CKPT``) converts it on the fly (see :mod:`.hook`).
+``tools/test.py CONFIG CKPT``) converts it on the fly (see
+:mod:`.load_pre_hook`).
 Importing this package allow-lists ``argparse.Namespace`` for
 ``torch.load(weights_only=True)`` (the official files store their command
 line), see :func:`allow_foreign_checkpoint_types`.
@@ -31,17 +32,19 @@ from ..errors import (CheckpointError, CheckpointFileError,
                       CheckpointMismatchError, KeyMismatchError,
                       NumClassesError, UnknownLayoutError,
                       UnsafeCheckpointError)
-from .hook import foreign_checkpoint_pre_hook
+from .load_pre_hook import foreign_checkpoint_pre_hook
 from .io import (allow_foreign_checkpoint_types, checkpoint_meta,
                  load_foreign_checkpoint, read_checkpoint_file,
                  save_checkpoint)
-from .sources import FOREIGN_LAYOUTS, LAYOUTS
+from .layouts import FOREIGN_LAYOUTS, LAYOUTS
+from .layouts.native import CLASS_BIAS, CLASS_WEIGHT, NATIVE
 
 allow_foreign_checkpoint_types()
 
 __all__ = [
     'COCO_CATEGORY_IDS', 'COCO_UNUSED_IDS', 'PRIOR_BIAS', 'expand_coco_rows',
-    'select_coco_rows', 'SOURCES', 'LAYOUTS', 'FOREIGN_LAYOUTS',
+    'select_coco_rows', 'SOURCES', 'LAYOUTS', 'FOREIGN_LAYOUTS', 'NATIVE',
+    'CLASS_WEIGHT', 'CLASS_BIAS',
     'ConversionResult', 'convert', 'convert_state_dict', 'detect_source',
     'export_state_dict', 'extract_state_dict', 'CheckpointError',
     'CheckpointFileError', 'CheckpointMismatchError', 'KeyMismatchError',

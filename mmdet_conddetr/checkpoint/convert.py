@@ -19,11 +19,11 @@ import torch
 from .coco_classes import (NUM_COCO_CLASSES, NUM_COCO_ID_ROWS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
 from ..errors import (CheckpointFileError, KeyMismatchError, NumClassesError,
-                     UnknownLayoutError, format_keys)
-from .layout import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
-                     drop_num_batches_tracked, expected_keys,
-                     fill_num_batches_tracked)
-from .sources import LAYOUTS, get_layout
+                      UnknownLayoutError, format_keys)
+from .layouts import LAYOUTS, get_layout
+from .layouts.native import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
+                             drop_num_batches_tracked, expected_keys,
+                             fill_num_batches_tracked)
 
 __all__ = [
     'ConversionResult', 'detect_source', 'convert', 'convert_state_dict',
@@ -245,7 +245,7 @@ def convert(state_dict: Mapping[str, object],
             rows), the source's own count, or None to keep it.
         target_keys: The exact keys the target model has (e.g.
             ``model.state_dict().keys()``). Default: derived from the
-            structure of the checkpoint (see :mod:`.layout`).
+            structure of the checkpoint (see :mod:`.layouts.native`).
 
     Raises:
         UnknownLayoutError: ``source='auto'`` and the layout is not

@@ -26,8 +26,8 @@ import torch
 
 from .convert import ConversionResult, convert, extract_state_dict
 from ..errors import CheckpointFileError, UnsafeCheckpointError
-from .layout import NATIVE
-from .sources import get_layout
+from .layouts import get_layout
+from .layouts.native import NATIVE
 
 __all__ = [
     'allow_foreign_checkpoint_types', 'read_checkpoint_file',

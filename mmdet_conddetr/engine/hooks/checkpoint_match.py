@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
-from mmdet_conddetr.checkpoint import (convert, detect_source,
+from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
+                                       convert, detect_source,
                                        extract_state_dict)
-from mmdet_conddetr.checkpoint.layout import CLASS_BIAS, CLASS_WEIGHT, NATIVE
 from mmdet_conddetr.errors import (CheckpointError, CheckpointMismatchError,
                                    NumClassesError, format_keys)
 from mmdet_conddetr.registry import HOOKS

@@ -31,73 +31,63 @@ The encoder's q/k/v projections are the three row blocks of the official
 fused ``in_proj`` (q, k, v in that order), as in transformers' converter.
 """
 import re
+from dataclasses import replace
 
 import torch
 
 from ..keymap import Converted, KeyMap, chain
 from . import Layout
 from .official import native_then_official, official_then_native
+from .rules import (CROSS_ATTN_PROJ, OFFICIAL_NAMES, resnet_rules,
+                    transformer_rules)
 
 __all__ = ['HFLayout', 'HF_TO_OFFICIAL', 'HF5_TO_HUB']
 
-_SA = ('qcontent', 'qpos', 'kcontent', 'kpos', 'v')
-_CA = ('qcontent', 'qpos', 'kcontent', 'kpos', 'v', 'qpos_sine')
-# transformers 5 names of the decoder projections, by official suffix.
-_HF5_PROJ = {
-    'qcontent': 'q_content_proj',
-    'qpos': 'q_pos_proj',
-    'kcontent': 'k_content_proj',
-    'kpos': 'k_pos_proj',
-    'v': 'v_proj',
-    'qpos_sine': 'q_pos_sine_proj',
-}
-
-
-def _hf5_rules():
-    """transformers 5 in-memory names -> hub names (other keys unchanged)."""
-    enc, dec = 'model.encoder.layers.{n}', 'model.decoder.layers.{n}'
-    rules = []
-    for module in ('fc1', 'fc2'):
-        rules.append((f'{enc}.mlp.{module}.{{w}}', f'{enc}.{module}.{{w}}'))
-        rules.append((f'{dec}.mlp.{module}.{{w}}', f'{dec}.{module}.{{w}}'))
-    rules.append((f'{enc}.self_attn.o_proj.{{w}}',
-                  f'{enc}.self_attn.out_proj.{{w}}'))
-    rules.append((f'{dec}.self_attn.o_proj.{{w}}',
-                  f'{dec}.self_attn.out_proj.{{w}}'))
-    rules.append((f'{dec}.encoder_attn.o_proj.{{w}}',
-                  f'{dec}.encoder_attn.out_proj.{{w}}'))
-    for name in _SA:
-        rules.append((f'{dec}.self_attn.{_HF5_PROJ[name]}.{{w}}',
-                      f'{dec}.sa_{name}_proj.{{w}}'))
-    for name in _CA:
-        rules.append((f'{dec}.encoder_attn.{_HF5_PROJ[name]}.{{w}}',
-                      f'{dec}.ca_{name}_proj.{{w}}'))
-    return rules
-
-
-#: transformers 5 in-memory names -> hub names (applied with passthrough).
-HF5_TO_HUB = KeyMap(_hf5_rules())
-
 _HF5_BACKBONE = 'model.backbone.model.'
 _HUB_BACKBONE = 'model.backbone.conv_encoder.model.'
+_OFFICIAL_BACKBONE = 'backbone.0.body'
+
+#: The hub spelling (the encoder's q/k/v fused beforehand into the non-HF
+#: name ``self_attn.in_proj_{w}``).
+HUB_NAMES = replace(
+    OFFICIAL_NAMES,
+    top=('model.input_projection', 'class_labels_classifier',
+         'bbox_predictor.layers.{m}', 'model.decoder.layernorm',
+         'model.decoder.query_scale.layers.{m}',
+         'model.decoder.ref_point_head.layers.{m}'),
+    query='model.query_position_embeddings.weight',
+    encoder_layer='model.encoder.layers.{n}',
+    encoder=('self_attn.out_proj', 'fc1', 'fc2', 'self_attn_layer_norm',
+             'final_layer_norm'),
+    decoder_layer='model.decoder.layers.{n}',
+    decoder=('self_attn.out_proj', 'encoder_attn.out_proj', 'fc1', 'fc2',
+             'self_attn_layer_norm', 'encoder_attn_layer_norm',
+             'final_layer_norm'))
+
+#: transformers 5's in-memory names, where they differ from the hub's.
+HF5_NAMES = replace(
+    HUB_NAMES,
+    encoder=('self_attn.o_proj', 'mlp.fc1', 'mlp.fc2',
+             'self_attn_layer_norm', 'final_layer_norm'),
+    projections=('self_attn.{}', 'encoder_attn.{}'),
+    # transformers 5 splits the official short names after their first
+    # letter: q_content_proj, ..., v_proj, q_pos_sine_proj.
+    proj_names={
+        name: f'{name[0]}_{name[1:]}_proj'
+        for name in CROSS_ATTN_PROJ if len(name) > 1
+    },
+    decoder=('self_attn.o_proj', 'encoder_attn.o_proj', 'mlp.fc1', 'mlp.fc2',
+             'self_attn_layer_norm', 'encoder_attn_layer_norm',
+             'final_layer_norm'))
+
+#: transformers 5 in-memory names -> hub names (applied with passthrough).
+HF5_TO_HUB = KeyMap(transformer_rules(HF5_NAMES, HUB_NAMES))
 
 
-def _rules():
-    """hub names -> official names."""
-    hub, tv = _HUB_BACKBONE.rstrip('.'), 'backbone.0.body'
+def _resnet_backbone_rules():
+    """transformers' own ``ResNetBackbone`` -> torchvision names."""
+    hub, tv = _HUB_BACKBONE.rstrip('.'), _OFFICIAL_BACKBONE
     rules = [
-        # timm ResNet = torchvision names (exported form first).
-        (f'{hub}.conv1.weight', f'{tv}.conv1.weight'),
-        (f'{hub}.bn1.{{bn}}', f'{tv}.bn1.{{bn}}'),
-        (f'{hub}.layer{{s}}.{{b}}.conv{{i}}.weight',
-         f'{tv}.layer{{s}}.{{b}}.conv{{i}}.weight'),
-        (f'{hub}.layer{{s}}.{{b}}.bn{{i}}.{{bn}}',
-         f'{tv}.layer{{s}}.{{b}}.bn{{i}}.{{bn}}'),
-        (f'{hub}.layer{{s}}.{{b}}.downsample.0.weight',
-         f'{tv}.layer{{s}}.{{b}}.downsample.0.weight'),
-        (f'{hub}.layer{{s}}.{{b}}.downsample.1.{{bn}}',
-         f'{tv}.layer{{s}}.{{b}}.downsample.1.{{bn}}'),
-        # transformers' ResNetBackbone.
         (f'{hub}.embedder.embedder.convolution.weight', f'{tv}.conv1.weight'),
         (f'{hub}.embedder.embedder.normalization.{{bn}}', f'{tv}.bn1.{{bn}}'),
     ]
@@ -117,53 +107,14 @@ def _rules():
             (f'{block}.shortcut.normalization.{{bn}}',
              f'{layer}.downsample.1.{{bn}}'),
         ]
-    rules += [
-        ('model.input_projection.{w}', 'input_proj.{w}'),
-        ('model.query_position_embeddings.weight', 'query_embed.weight'),
-        ('class_labels_classifier.{w}', 'class_embed.{w}'),
-        ('bbox_predictor.layers.{m}.{w}', 'bbox_embed.layers.{m}.{w}'),
-        ('model.decoder.layernorm.{w}', 'transformer.decoder.norm.{w}'),
-        ('model.decoder.query_scale.layers.{m}.{w}',
-         'transformer.decoder.query_scale.layers.{m}.{w}'),
-        ('model.decoder.ref_point_head.layers.{m}.{w}',
-         'transformer.decoder.ref_point_head.layers.{m}.{w}'),
-    ]
-    enc, off_enc = 'model.encoder.layers.{n}', 'transformer.encoder.layers.{n}'
-    # q/k/v are fused beforehand into the (non-HF) name ``self_attn.in_proj``.
-    rules += [
-        (f'{enc}.self_attn.in_proj_weight',
-         f'{off_enc}.self_attn.in_proj_weight'),
-        (f'{enc}.self_attn.in_proj_bias', f'{off_enc}.self_attn.in_proj_bias'),
-        (f'{enc}.self_attn.out_proj.{{w}}',
-         f'{off_enc}.self_attn.out_proj.{{w}}'),
-        (f'{enc}.fc1.{{w}}', f'{off_enc}.linear1.{{w}}'),
-        (f'{enc}.fc2.{{w}}', f'{off_enc}.linear2.{{w}}'),
-        (f'{enc}.self_attn_layer_norm.{{w}}', f'{off_enc}.norm1.{{w}}'),
-        (f'{enc}.final_layer_norm.{{w}}', f'{off_enc}.norm2.{{w}}'),
-    ]
-    dec, off_dec = 'model.decoder.layers.{n}', 'transformer.decoder.layers.{n}'
-    for name in _SA:
-        rules.append((f'{dec}.sa_{name}_proj.{{w}}',
-                      f'{off_dec}.sa_{name}_proj.{{w}}'))
-    for name in _CA:
-        rules.append((f'{dec}.ca_{name}_proj.{{w}}',
-                      f'{off_dec}.ca_{name}_proj.{{w}}'))
-    rules += [
-        (f'{dec}.self_attn.out_proj.{{w}}',
-         f'{off_dec}.self_attn.out_proj.{{w}}'),
-        (f'{dec}.encoder_attn.out_proj.{{w}}',
-         f'{off_dec}.cross_attn.out_proj.{{w}}'),
-        (f'{dec}.fc1.{{w}}', f'{off_dec}.linear1.{{w}}'),
-        (f'{dec}.fc2.{{w}}', f'{off_dec}.linear2.{{w}}'),
-        (f'{dec}.self_attn_layer_norm.{{w}}', f'{off_dec}.norm1.{{w}}'),
-        (f'{dec}.encoder_attn_layer_norm.{{w}}', f'{off_dec}.norm2.{{w}}'),
-        (f'{dec}.final_layer_norm.{{w}}', f'{off_dec}.norm3.{{w}}'),
-    ]
     return rules
 
 
 #: hub names (with the encoder q/k/v fused) -> official.
-HF_TO_OFFICIAL = KeyMap(_rules())
+HF_TO_OFFICIAL = KeyMap(
+    # timm's ResNet has torchvision's names (the exported form: first).
+    resnet_rules(_HUB_BACKBONE.rstrip('.'), _OFFICIAL_BACKBONE) +
+    _resnet_backbone_rules() + transformer_rules(HUB_NAMES, OFFICIAL_NAMES))
 _OFFICIAL_TO_HF = HF_TO_OFFICIAL.inverse()
 
 _QKV = re.compile(r'(model\.encoder\.layers\.\d+\.self_attn)\.([qkv])_proj\.'

@@ -18,7 +18,7 @@ from mmengine.logging import print_log
 
 from .convert import convert, detect_source, extract_state_dict
 from ..errors import CheckpointFileError, NumClassesError
-from .layout import CLASS_WEIGHT, NATIVE
+from .layouts.native import CLASS_WEIGHT, NATIVE
 
 __all__ = ['foreign_checkpoint_pre_hook']
 

@@ -26,23 +26,41 @@ This is the renaming detrex's own ``projects/conditional_detr/converter.py``
 applies to the official weights (its published ``converted_*`` files), here
 as ``detrex <-> official``; detrex's own trained weights share the layout.
 """
+from dataclasses import replace
+
 from ..keymap import KeyMap, chain
 from . import Layout
 from .official import native_then_official, official_then_native
+from .rules import (CROSS_ATTN_PROJ, OFFICIAL_NAMES, resnet_rules,
+                    transformer_rules)
 
 __all__ = ['DetrexLayout', 'DETREX_TO_OFFICIAL']
 
-_ATTN_NAMES = (('query_content_proj', 'qcontent_proj'),
-               ('query_pos_proj', 'qpos_proj'),
-               ('key_content_proj', 'kcontent_proj'),
-               ('key_pos_proj', 'kpos_proj'), ('value_proj', 'v_proj'))
+_OFFICIAL_BACKBONE = 'backbone.0.body'
+
+DETREX_NAMES = replace(
+    OFFICIAL_NAMES,
+    top=OFFICIAL_NAMES.top[:3] + ('transformer.decoder.post_norm_layer', ) +
+    OFFICIAL_NAMES.top[4:],
+    in_proj='attentions.0.attn.in_proj_{w}',
+    encoder=('attentions.0.attn.out_proj', 'ffns.0.layers.0.0',
+             'ffns.0.layers.1', 'norms.0', 'norms.1'),
+    projections=('attentions.0.{}', 'attentions.1.{}'),
+    proj_names=dict(
+        zip(CROSS_ATTN_PROJ,
+            ('query_content_proj', 'query_pos_proj', 'key_content_proj',
+             'key_pos_proj', 'value_proj', 'query_pos_sine_proj'))),
+    decoder=('attentions.0.out_proj', 'attentions.1.out_proj',
+             'ffns.0.layers.0.0', 'ffns.0.layers.1', 'norms.0', 'norms.1',
+             'norms.2'))
 
 
-def _rules():
-    tv = 'backbone.0.body'
+def _detectron2_resnet_rules():
+    """detectron2's ResNet -> torchvision names under the official prefix
+    (listed first: it is the form exports write, the inverse map taking the
+    first rule that matches)."""
+    tv = _OFFICIAL_BACKBONE
     rules = [
-        # detectron2 ResNet (exported form first: the inverse takes the
-        # first rule that matches).
         ('backbone.stem.conv1.weight', f'{tv}.conv1.weight'),
         ('backbone.stem.conv1.norm.{bn}', f'{tv}.bn1.{{bn}}'),
     ]
@@ -55,64 +73,15 @@ def _rules():
             (f'{res}.shortcut.weight', f'{layer}.downsample.0.weight'),
             (f'{res}.shortcut.norm.{{bn}}', f'{layer}.downsample.1.{{bn}}'),
         ]
-    # TorchvisionResNet (detrex's DC5 configs): same names, other prefix.
-    rules += [
-        ('backbone.body.conv1.weight', f'{tv}.conv1.weight'),
-        ('backbone.body.bn1.{bn}', f'{tv}.bn1.{{bn}}'),
-        ('backbone.body.layer{s}.{b}.conv{i}.weight',
-         f'{tv}.layer{{s}}.{{b}}.conv{{i}}.weight'),
-        ('backbone.body.layer{s}.{b}.bn{i}.{bn}',
-         f'{tv}.layer{{s}}.{{b}}.bn{{i}}.{{bn}}'),
-        ('backbone.body.layer{s}.{b}.downsample.0.weight',
-         f'{tv}.layer{{s}}.{{b}}.downsample.0.weight'),
-        ('backbone.body.layer{s}.{b}.downsample.1.{bn}',
-         f'{tv}.layer{{s}}.{{b}}.downsample.1.{{bn}}'),
-    ]
-    for name in ('input_proj.{w}', 'query_embed.weight', 'class_embed.{w}',
-                 'bbox_embed.layers.{m}.{w}',
-                 'transformer.decoder.query_scale.layers.{m}.{w}',
-                 'transformer.decoder.ref_point_head.layers.{m}.{w}'):
-        rules.append((name, name))
-
-    enc = 'transformer.encoder.layers.{n}'
-    rules += [
-        (f'{enc}.attentions.0.attn.in_proj_weight',
-         f'{enc}.self_attn.in_proj_weight'),
-        (f'{enc}.attentions.0.attn.in_proj_bias',
-         f'{enc}.self_attn.in_proj_bias'),
-        (f'{enc}.attentions.0.attn.out_proj.{{w}}',
-         f'{enc}.self_attn.out_proj.{{w}}'),
-        (f'{enc}.ffns.0.layers.0.0.{{w}}', f'{enc}.linear1.{{w}}'),
-        (f'{enc}.ffns.0.layers.1.{{w}}', f'{enc}.linear2.{{w}}'),
-        (f'{enc}.norms.0.{{w}}', f'{enc}.norm1.{{w}}'),
-        (f'{enc}.norms.1.{{w}}', f'{enc}.norm2.{{w}}'),
-    ]
-    dec = 'transformer.decoder.layers.{n}'
-    for detrex_name, official_name in _ATTN_NAMES:
-        rules.append((f'{dec}.attentions.0.{detrex_name}.{{w}}',
-                      f'{dec}.sa_{official_name}.{{w}}'))
-        rules.append((f'{dec}.attentions.1.{detrex_name}.{{w}}',
-                      f'{dec}.ca_{official_name}.{{w}}'))
-    rules += [
-        (f'{dec}.attentions.1.query_pos_sine_proj.{{w}}',
-         f'{dec}.ca_qpos_sine_proj.{{w}}'),
-        (f'{dec}.attentions.0.out_proj.{{w}}',
-         f'{dec}.self_attn.out_proj.{{w}}'),
-        (f'{dec}.attentions.1.out_proj.{{w}}',
-         f'{dec}.cross_attn.out_proj.{{w}}'),
-        (f'{dec}.ffns.0.layers.0.0.{{w}}', f'{dec}.linear1.{{w}}'),
-        (f'{dec}.ffns.0.layers.1.{{w}}', f'{dec}.linear2.{{w}}'),
-        (f'{dec}.norms.0.{{w}}', f'{dec}.norm1.{{w}}'),
-        (f'{dec}.norms.1.{{w}}', f'{dec}.norm2.{{w}}'),
-        (f'{dec}.norms.2.{{w}}', f'{dec}.norm3.{{w}}'),
-        ('transformer.decoder.post_norm_layer.{w}',
-         'transformer.decoder.norm.{w}'),
-    ]
     return rules
 
 
 #: detrex -> official (renaming only).
-DETREX_TO_OFFICIAL = KeyMap(_rules())
+DETREX_TO_OFFICIAL = KeyMap(
+    _detectron2_resnet_rules() +
+    # TorchvisionResNet (detrex's DC5 configs): same names, other prefix.
+    resnet_rules('backbone.body', _OFFICIAL_BACKBONE) +
+    transformer_rules(DETREX_NAMES, OFFICIAL_NAMES))
 _OFFICIAL_TO_DETREX = DETREX_TO_OFFICIAL.inverse()
 
 

@@ -5,12 +5,13 @@ from this package's own layout (``mmdet_conddetr``), class rows untouched
 (the 91/80 class mapping is done once, in :mod:`..convert`). The official
 layout is the hub: detrex's and Hugging Face's converters were written from
 it, so theirs are expressed as ``X <-> official`` and composed with
-``official <-> ours``.
+``official <-> ours``. The renaming rules they share (torchvision ResNet,
+transformer name tables) are written once, in :mod:`.rules`.
 """
 import re
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
-from ..keymap import Converted
+from ..keymap import Converted, KeyMap
 
 __all__ = ['Layout', 'LAYOUTS', 'get_layout', 'FOREIGN_LAYOUTS']
 
@@ -30,6 +31,8 @@ class Layout:
             ``num_batches_tracked`` (they are dropped on export).
         container (str | None): Top-level key the state dict is saved under
             in this layout's checkpoint files (None: saved bare).
+        renaming (KeyMap | None): This layout -> ours, when one map does it
+            (else the layout overrides :meth:`to_native`/:meth:`from_native`).
     """
     name = ''
     title = ''
@@ -38,6 +41,10 @@ class Layout:
     class_rows = 80
     frozen_bn = False
     container = 'state_dict'
+    renaming: Optional[KeyMap] = None
+
+    def __init__(self) -> None:
+        self._inverse = self.renaming.inverse() if self.renaming else None
 
     def matches(self, keys: Iterable[str]) -> bool:
         keys = list(keys)
@@ -46,10 +53,12 @@ class Layout:
             for pattern in self.required)
 
     def to_native(self, state_dict) -> Converted:
-        raise NotImplementedError
+        """Rename to this package's layout (unmatched keys reported)."""
+        return self.renaming.convert(state_dict)
 
     def from_native(self, state_dict) -> Converted:
-        raise NotImplementedError
+        """Rename from this package's layout (unmatched keys reported)."""
+        return self._inverse.convert(state_dict)
 
 
 def _registry() -> Dict[str, Layout]:

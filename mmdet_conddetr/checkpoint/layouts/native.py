@@ -1,13 +1,18 @@
-"""The parameter layout of this package's ``ConditionalDETR``.
+"""This package's own layout (``mmdet_conddetr.ConditionalDETR``).
 
-Used to check a converted state dict without building a model: the keys it
-must hold are derived from the structure the state dict itself shows (number
-of encoder/decoder layers, backbone blocks per stage), assuming the model of
-the configs in ``configs/conditional_detr``: a Bottleneck ResNet (mmdet
-``ResNet``/``ResNetDC5``, BN with ``num_batches_tracked``), a one-level
-``ChannelMapper`` neck, the encoder/decoder of :mod:`mmdet_conddetr.models`
-and a ``ConditionalDETRHead`` with a 3-layer box MLP. When a model is at hand,
-compare against its own ``state_dict()`` keys instead (``target_keys``).
+:class:`NativeLayout` only validates keys when converting from it (and maps
+the class rows if asked); it is listed so that auto-detection recognises our
+checkpoints.
+
+:func:`expected_keys` checks a converted state dict without building a
+model: the keys it must hold are derived from the structure the state dict
+itself shows (number of encoder/decoder layers, backbone blocks per stage),
+assuming the model of the configs in ``configs/conditional_detr``: a
+Bottleneck ResNet (mmdet ``ResNet``/``ResNetDC5``, BN with
+``num_batches_tracked``), a one-level ``ChannelMapper`` neck, the
+encoder/decoder of :mod:`mmdet_conddetr.models` and a ``ConditionalDETRHead``
+with a 3-layer box MLP. When a model is at hand, compare against its own
+``state_dict()`` keys instead (``target_keys``).
 """
 import re
 from collections import OrderedDict
@@ -15,8 +20,12 @@ from typing import Dict, Iterable, List, Mapping, Set
 
 import torch
 
+from ..keymap import Converted
+from . import Layout
+from .rules import CROSS_ATTN_PROJ, SELF_ATTN_PROJ
+
 __all__ = [
-    'NATIVE', 'CLASS_WEIGHT', 'CLASS_BIAS', 'expected_keys',
+    'NativeLayout', 'NATIVE', 'CLASS_WEIGHT', 'CLASS_BIAS', 'expected_keys',
     'fill_num_batches_tracked', 'drop_num_batches_tracked', 'class_rows'
 ]
 
@@ -28,10 +37,11 @@ CLASS_BIAS = 'bbox_head.fc_cls.bias'
 
 _BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 _WB = ('weight', 'bias')
-_SELF_ATTN = ('qcontent_proj', 'qpos_proj', 'kcontent_proj', 'kpos_proj',
-              'v_proj', 'out_proj')
-_CROSS_ATTN = ('qcontent_proj', 'qpos_sine_proj', 'kcontent_proj',
-               'kpos_proj', 'v_proj', 'out_proj')
+# Every layer's attention projections (the cross-attention's qpos_proj is in
+# the first layer only).
+_SELF_ATTN = tuple(f'{name}_proj' for name in SELF_ATTN_PROJ) + ('out_proj', )
+_CROSS_ATTN = tuple(f'{name}_proj' for name in CROSS_ATTN_PROJ
+                    if name != 'qpos') + ('out_proj', )
 
 
 def _indices(keys: Iterable[str], pattern: str) -> Dict[str, Set[int]]:
@@ -138,3 +148,28 @@ def class_rows(state_dict: Mapping[str, object]) -> int:
     """Number of rows of our class head in ``state_dict`` (-1 if absent)."""
     weight = state_dict.get(CLASS_WEIGHT)
     return -1 if weight is None else int(weight.shape[0])
+
+
+def _identity(state_dict) -> Converted:
+    result = Converted()
+    for key, value in state_dict.items():
+        result.put(key, value, key)
+    return result
+
+
+class NativeLayout(Layout):
+    name = 'mmdet_conddetr'
+    title = 'mmdet_conddetr (this package)'
+    required = (r'^encoder\.layers\.\d+\.self_attn\.in_proj\.weight$',
+                r'^decoder\.layers\.\d+\.cross_attn\.qpos_sine_proj\.'
+                r'weight$')
+    example = 'encoder.layers.0.self_attn.in_proj.weight'
+    class_rows = 80
+    frozen_bn = False
+    container = 'state_dict'
+
+    def to_native(self, state_dict):
+        return _identity(state_dict)
+
+    def from_native(self, state_dict):
+        return _identity(state_dict)
