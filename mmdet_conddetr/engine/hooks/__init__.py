@@ -4,9 +4,10 @@ from .atomic_checkpoint import (AtomicCheckpointHook, atomic_write_text,
 from .checkpoint_match import (CheckpointMatchHook, CheckpointMismatchError,
                                match_checkpoint)
 from .non_finite_loss import NonFiniteLossHook
+from .tf32 import TF32Hook, set_tf32_matmul
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'CheckpointMismatchError',
-    'NonFiniteLossHook', 'atomic_write_text', 'fsync_directory',
-    'match_checkpoint'
+    'NonFiniteLossHook', 'TF32Hook', 'atomic_write_text', 'fsync_directory',
+    'match_checkpoint', 'set_tf32_matmul'
 ]
