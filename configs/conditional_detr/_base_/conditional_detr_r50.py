@@ -146,6 +146,9 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # NaN/inf loss; custom_hooks=[dict(type='NonFiniteLossHook', action='skip')]
 # skips such steps instead.
 # (scoped name: mmdet's default_runtime gives this dict _scope_='mmdet')
+# TF32 matmuls for float32 on Ampere+ GPUs (no effect elsewhere); off with
+# --cfg-options default_hooks.tf32.allow_tf32=False.
 default_hooks = dict(
-    checkpoint=dict(type='mmdet_conddetr.AtomicCheckpointHook'))
+    checkpoint=dict(type='mmdet_conddetr.AtomicCheckpointHook'),
+    tf32=dict(type='mmdet_conddetr.TF32Hook', allow_tf32=True))
 custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]

@@ -106,7 +106,9 @@ default_hooks = dict(
         interval=1,
         max_keep_ckpts=2,
         save_best='coco/bbox_mAP',
-        rule='greater'))
+        rule='greater'),
+    # TF32 matmuls for float32 on Ampere+ GPUs, no effect elsewhere
+    tf32=dict(type='mmdet_conddetr.TF32Hook', allow_tf32=True))
 # Stop with a clear error on a NaN/inf loss (action='skip' skips the step).
 custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]
 log_processor = dict(type='LogProcessor', window_size=25, by_epoch=True)
