@@ -456,14 +456,15 @@ def test_load_from_in_training(checkpoints, shapes, tmp_path):
                           load_from=checkpoints['deeper'])
     with pytest.raises(CheckpointMismatchError, match='does not fit'):
         runner.train()
-    # another number of classes: fine-tuning, the class head is skipped
+    # another number of classes: fine-tuning, the class head re-initialised
     runner = build_runner(config, tmp_path / 'b',
                           load_from=checkpoints['coco_head'])
     runner.train()
     log = open(next(iter(sorted(
         os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'b')
         for f in fs if f.endswith('.log'))))).read()
-    assert 'class head for 80 classes, the model one for 4' in log
+    assert 'fine-tuning from' in log and 'bbox_head.fc_cls.bias' in log
+    assert '80 class rows' in log and '4 classes' in log
     # a foreign layout: converted on the fly, every weight loaded
     runner = build_runner(config, tmp_path / 'c',
                           load_from=checkpoints['official'])

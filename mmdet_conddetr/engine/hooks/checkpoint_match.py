@@ -27,6 +27,8 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
                                        convert, detect_source,
                                        extract_state_dict)
+from mmdet_conddetr.checkpoint.finetune import (fine_tune_note,
+                                                with_fresh_class_head)
 from mmdet_conddetr.errors import (CheckpointError, CheckpointMismatchError,
                                    NumClassesError, format_keys)
 from mmdet_conddetr.registry import HOOKS
@@ -60,7 +62,9 @@ def match_checkpoint(checkpoint,
 
     Returns:
         list[str]: warnings about tolerated differences (``strict=False``:
-        a class head of another size).
+        a class head of another size, which is then re-initialised in
+        ``checkpoint['state_dict']``, see :mod:`mmdet_conddetr.checkpoint.
+        finetune`).
 
     Raises:
         CheckpointMismatchError: anything else differs.
@@ -109,11 +113,12 @@ def match_checkpoint(checkpoint,
                  and ckpt_rows is not None and model_rows is not None)
     if head_only:
         if not strict:
+            # Load exactly: the head is replaced by a fresh one (the loader
+            # reads checkpoint['state_dict'] when there is one).
+            checkpoint['state_dict'] = with_fresh_class_head(state, target)
             return [
-                f'{name} has a class head for {ckpt_rows} classes, the model '
-                f'one for {model_rows}: every weight but the class head '
-                f'({", ".join(_HEAD_KEYS)}) is loaded; the class head keeps '
-                'its initialisation (fine-tuning).'
+                fine_tune_note(name, ckpt_rows, model_rows,
+                               len(state) - len(_HEAD_KEYS), source or NATIVE)
             ]
         raise CheckpointMismatchError(
             f'{name} was trained for {ckpt_rows} classes but the model built '

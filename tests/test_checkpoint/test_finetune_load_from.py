@@ -1,0 +1,174 @@
+"""Fine-tuning a COCO checkpoint on data of another number of classes.
+
+A tiny model (Bottleneck ResNet, so it has the official layout's keys) with
+80 classes is exported to the official layout (91 class rows) and used as
+``load_from`` of a 4-class config on shapes images: at iteration 0 every
+weight but the class head equals the checkpoint's, the head has 4 rows and
+the prior bias, one log line says so, and the loss falls. Tested through
+``Runner.from_cfg`` and through ``tools/train.py``; testing from the same
+checkpoint stays strict.
+"""
+import glob
+import os.path as osp
+import subprocess
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+import mmdet_conddetr  # noqa: F401
+from helpers.reliability import (DEMO_CONFIG, make_shapes, tool_env,
+                                 train_cmd)
+from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, PRIOR_BIAS,
+                                       convert, export_state_dict,
+                                       save_checkpoint)
+from mmdet_conddetr.errors import CheckpointMismatchError
+from mmdet_conddetr.registry import MODELS
+
+HEAD = (CLASS_WEIGHT, CLASS_BIAS)
+
+
+def tiny_config(data_root: str, num_classes: int, max_iters: int) -> str:
+    return f'''
+_base_ = {DEMO_CONFIG!r}
+_layer = dict(embed_dims=32, num_heads=2, feedforward_dims=64, dropout=0.0)
+model = dict(
+    num_queries=8,
+    backbone=dict(depth=50, num_stages=4, strides=(1, 2, 2, 2),
+                  dilations=(1, 1, 1, 1), out_indices=(3, ),
+                  base_channels=4, stem_channels=4),
+    neck=dict(in_channels=[128], out_channels=32),
+    encoder=dict(num_layers=1, layer_cfg=_layer),
+    decoder=dict(num_layers=2, layer_cfg=_layer),
+    positional_encoding=dict(num_feats=16),
+    bbox_head=dict(embed_dims=32, num_classes={num_classes}))
+data_root = {data_root!r}
+train_dataloader = dict(
+    batch_size=4, batch_sampler=None,
+    sampler=dict(type='InfiniteSampler', shuffle=False),
+    dataset=dict(data_root=data_root,
+                 pipeline=[dict(type='mmdet_conddetr.RobustLoadImageFromFile'),
+                           dict(type='LoadAnnotations', with_bbox=True),
+                           dict(type='Resize', scale=(64, 64), keep_ratio=True),
+                           dict(type='PackDetInputs')]))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(dataset=dict(data_root=data_root))
+test_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
+                 max_iters={max_iters})
+optim_wrapper = dict(optimizer=dict(lr=5e-4, fused=False))
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(by_epoch=False, interval=1000,
+                                     save_best=None))
+log_processor = dict(by_epoch=False, window_size=1)
+'''
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('finetune')
+    data_root = make_shapes(root / 'shapes', num_train=4, num_val=2)
+    coco_cfg = root / 'coco80.py'
+    coco_cfg.write_text(tiny_config(data_root, 80, 1))
+    cfg = Config.fromfile(str(coco_cfg))
+    torch.manual_seed(3)
+    with DefaultScope.overwrite_default_scope('mmdet_conddetr'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():  # no weight left at a value a fresh init gives
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.add_(torch.randn_like(value) * 0.01)
+    official = export_state_dict(model.state_dict(), to='official')
+    assert official[CLASS_WEIGHT.replace('bbox_head.fc_cls',
+                                         'class_embed')].shape[0] == 91
+    path = str(root / 'coco_official.pth')
+    save_checkpoint(official, path, layout='official')
+    # What the file holds, in our names (91 rows kept).
+    reference = convert(torch.load(path), 'official', None).state_dict
+    fine_cfg = root / 'shapes4.py'
+    fine_cfg.write_text(tiny_config(data_root, 4, 12))
+    return dict(checkpoint=path, reference=reference, config=str(fine_cfg),
+                root=root)
+
+
+class _Record(Hook):
+    """The weights before the first iteration and every iteration's loss."""
+
+    def __init__(self):
+        self.first, self.losses = None, []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == 0:
+            self.first = {k: v.detach().clone()
+                          for k, v in runner.model.state_dict().items()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.losses.append(float(outputs['loss'].detach()))
+
+
+def _log_text(work_dir) -> str:
+    logs = glob.glob(osp.join(str(work_dir), '*', '*.log'))
+    assert logs, f'no log under {work_dir}'
+    return open(sorted(logs)[-1]).read()
+
+
+def _assert_fine_tune_note(log: str):
+    lines = [line for line in log.splitlines() if 'fine-tuning from' in line]
+    assert len(lines) == 1, log
+    for fact in (CLASS_WEIGHT, CLASS_BIAS, '91 class rows', '4 classes',
+                 f'{PRIOR_BIAS:.3f}', 'official layout'):
+        assert fact in lines[0], lines[0]
+    assert 'size mismatch' not in log and 'missing keys' not in log
+
+
+def test_load_from_coco_checkpoint_runner_from_cfg(setup, tmp_path):
+    cfg = Config.fromfile(setup['config'])
+    cfg.work_dir = str(tmp_path)
+    cfg.load_from = setup['checkpoint']
+    cfg.randomness = dict(seed=0)
+    runner = Runner.from_cfg(cfg)
+    record = _Record()
+    runner.register_hook(record, 'LOWEST')
+    runner.train()
+
+    reference, first = setup['reference'], record.first
+    assert set(first) == set(reference)
+    for key, value in reference.items():
+        if key not in HEAD:
+            assert torch.equal(first[key], value), key
+    assert first[CLASS_WEIGHT].shape == (4, 32)
+    assert torch.equal(first[CLASS_BIAS], torch.full((4, ), PRIOR_BIAS))
+    _assert_fine_tune_note(_log_text(tmp_path))
+    losses = record.losses
+    assert len(losses) == 12
+    assert sum(losses[-3:]) < 0.9 * sum(losses[:3]), losses
+
+
+def test_load_from_coco_checkpoint_train_tool(setup, tmp_path):
+    work_dir = tmp_path / 'wd'
+    result = subprocess.run(
+        train_cmd(setup['config'], work_dir, '--cfg-options',
+                  f"load_from={setup['checkpoint']}",
+                  'train_cfg.max_iters=1'),
+        env=tool_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_fine_tune_note(_log_text(work_dir))
+
+
+def test_testing_from_coco_checkpoint_stays_strict(setup, tmp_path):
+    cfg = Config.fromfile(setup['config'])
+    cfg.work_dir = str(tmp_path)
+    cfg.load_from = setup['checkpoint']
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(CheckpointMismatchError) as info:
+        runner.test()
+    message = str(info.value)
+    assert 'num_classes' in message and '4' in message
