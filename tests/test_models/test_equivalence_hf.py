@@ -56,7 +56,8 @@ from helpers.hf_reference import (COCO_CATEGORY_IDS,  # noqa: E402
                                   randomize_hf_weights_)
 from mmdet_conddetr.registry import MODELS  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO_ROOT, 'configs/conditional_detr/r50_50ep.py')
 TOL = dict(atol=1e-4, rtol=0)
 CLASS_IDS = torch.tensor(COCO_CATEGORY_IDS)
