@@ -105,7 +105,12 @@ def test_non_finite_prediction_names_the_culprit_and_iteration():
     with pytest.raises(FloatingPointError,
                        match='non-finite class logits at iteration 42'):
         BatchedHungarianAssigner().assign(
-            logits, boxes, [torch.tensor([1])], [torch.rand(1, 4)])
+            logits, boxes, [torch.tensor([2])], [torch.rand(1, 4)])
+    # A class no ground truth has does not enter the cost: the matching
+    # goes on (the class loss, over all classes, is then non-finite).
+    [[(queries, gts)]] = BatchedHungarianAssigner().assign(
+        logits, boxes, [torch.tensor([1])], [torch.rand(1, 4)])
+    assert gts.tolist() == [0] and len(queries) == 1
     boxes[0, 0, 0, 0] = float('inf')
     logits[0, 0, 1, 2] = 0.
     with pytest.raises(FloatingPointError, match='non-finite box predictions'):

@@ -19,16 +19,24 @@ touched by a non-finite loss:
   it stops as above, since training has then diverged.
 
 A ``FloatingPointError`` raised in the forward pass (non-finite predictions
-reaching the matcher) is handled the same way. In distributed training all
-ranks agree on every decision (one tiny ``all_reduce`` per iteration), so
-they skip or stop together instead of waiting for each other forever.
+reaching the matcher) is handled the same way.
+
+In distributed training all ranks agree on every decision: one tiny
+``all_reduce`` per iteration (with the host sync that reads it, the hook's
+only one), reached by every rank whether its losses were computed or its
+forward pass stopped at the matcher (the head all-reduces its box count
+*before* matching, so the collectives before that point pair up too). When
+a step is bad, every rank gathers what each rank saw (``all_gather_object``,
+on this failure path only), so all of them log the same warning or stop with
+the same message, naming the rank(s), the loss terms or the predictions, and
+the images.
 
 Enable skipping with ``custom_hooks = [dict(type='NonFiniteLossHook',
 action='skip')]``. ``tools/train.py`` adds ``NonFiniteLossHook()`` to configs
 that have none.
 """
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -43,11 +51,17 @@ __all__ = ['NonFiniteLossHook']
 
 
 class _NonFiniteStep(Exception):
-    """Raised inside ``parse_losses`` once every rank knows the step is bad."""
+    """Raised inside ``parse_losses`` once every rank knows the step is bad;
+    ``terms``: this rank's non-finite loss terms (empty if none)."""
 
     def __init__(self, terms: Dict[str, float]):
         super().__init__(terms)
         self.terms = terms
+
+
+# What one rank saw in a bad step: its non-finite loss terms, or the error
+# of its forward pass, and the images of its batch.
+Report = Dict[str, object]
 
 
 def _is_distributed() -> bool:
@@ -55,15 +69,30 @@ def _is_distributed() -> bool:
             and torch_dist.get_world_size() > 1)
 
 
-def _any_rank(flag: bool, device) -> bool:
-    """True if ``flag`` is True on any rank (a single all_reduce)."""
-    if not _is_distributed():
-        return flag
-    if torch_dist.get_backend() != 'nccl':
+def _any_rank(flag: torch.Tensor) -> bool:
+    """True if ``flag`` (a one-element tensor, on any device) is set on
+    any rank: one all_reduce, then one host sync to read it."""
+    if _is_distributed():
         device = 'cpu'
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+        if torch_dist.get_backend() == 'nccl':
+            device = torch.device('cuda', torch.cuda.current_device())
+        flag = flag.float().reshape(1).to(device)
+        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _gather(report: Optional[Report]) -> List[Tuple[int, Report]]:
+    """(rank, report) of every rank that saw a problem; all ranks call it
+    together, after :func:`_any_rank` said the step is bad."""
+    if not _is_distributed():
+        return [(0, report)] if report else []
+    reports: List[Optional[Report]] = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(reports, report)
+    return [(rank, r) for rank, r in enumerate(reports) if r]
+
+
+def _rank() -> int:
+    return torch_dist.get_rank() if _is_distributed() else 0
 
 
 def _snapshot_buffers(model) -> Dict[str, torch.Tensor]:
@@ -136,9 +165,9 @@ class NonFiniteLossHook(Hook):
             values = torch.stack(
                 [log_vars[n].detach().float().reshape(()) for n in names])
             finite = torch.isfinite(values)
-            local_bad = not bool(finite.all())
             state['agreed'] = True
-            if _any_rank(local_bad, values.device):
+            if _any_rank(~finite.all()):
+                # failure path: reading the values is no concern any more
                 terms = {
                     name: float(value)
                     for name, value, ok in zip(names, values.tolist(),
@@ -155,20 +184,26 @@ class NonFiniteLossHook(Hook):
             # (a NaN input would poison them): keep a copy to restore.
             saved = _snapshot_buffers(model) if self.action == 'skip' \
                 else None
+            images = self._images(data)
             try:
                 result = train_step(data, optim_wrapper=optim_wrapper)
             except _NonFiniteStep as step:
-                return self._handle(runner, data, optim_wrapper, step.terms,
+                report = dict(terms=step.terms, images=images) \
+                    if step.terms else None
+                return self._handle(runner, optim_wrapper, _gather(report),
                                     None, model, saved)
             except FloatingPointError as error:
                 if isinstance(error, NonFiniteLossError):
                     raise
-                # Raised in the forward pass (e.g. by the matcher): take part
-                # in the agreement the other ranks are waiting in.
-                if not state['agreed']:
-                    _any_rank(True, 'cpu' if not torch.cuda.is_available()
-                              else torch.device('cuda'))
-                return self._handle(runner, data, optim_wrapper, {}, error,
+                report = dict(error=str(error), images=images)
+                if state['agreed']:  # the others are past the agreement
+                    reports = [(_rank(), report)]
+                else:
+                    # Raised in the forward pass (e.g. by the matcher): take
+                    # part in the agreement the other ranks are waiting in.
+                    _any_rank(torch.ones(1))
+                    reports = _gather(report)
+                return self._handle(runner, optim_wrapper, reports, error,
                                     model, saved)
             self.skipped_in_a_row = 0
             return result
@@ -178,15 +213,26 @@ class NonFiniteLossHook(Hook):
         model._non_finite_guard = self
 
     # ------------------------------------------------------------ handling
-    def _handle(self, runner, data, optim_wrapper, terms: Dict[str, float],
+    def _handle(self, runner, optim_wrapper,
+                reports: List[Tuple[int, Report]],
                 error: Optional[BaseException], model, saved) -> dict:
+        """Skip the step or raise; ``reports`` are the same on every rank,
+        and so is what this logs or raises."""
         iteration = runner.iter + 1
-        if not terms and error is None:
-            what = 'a loss on another rank was not finite (see its log)'
-        elif terms:
-            what = f'non-finite loss: {_format(terms)}'
-        else:
-            what = f'non-finite predictions ({error})'
+        causes, images, terms = [], [], {}
+        for rank, report in reports:
+            on = f' on rank {rank}' if _is_distributed() else ''
+            if report.get('terms'):
+                terms.update(report['terms'])
+                causes.append(
+                    f'non-finite loss{on}: {_format(report["terms"])}')
+            else:
+                causes.append(
+                    f'non-finite predictions{on} ({report["error"]})')
+            if report['images']:
+                images.append(f'Images of the batch{on}: ' +
+                              ', '.join(report['images']) + '.')
+        what = '; '.join(causes) or 'a non-finite step (no rank reported it)'
         if self.action == 'skip':
             self.skipped_total += 1
             self.skipped_in_a_row += 1
@@ -196,18 +242,17 @@ class NonFiniteLossHook(Hook):
                 runner.logger.warning(
                     f'NonFiniteLossHook: skipped iteration {iteration} '
                     f'({what}); {self.skipped_total} step(s) skipped so far. '
-                    f'Images: {", ".join(self._images(data)) or "unknown"}.')
+                    + (' '.join(images) or 'Images: unknown.'))
                 return {}
-        raise self._error(runner, data, iteration, what, terms) from error
+        raise self._error(runner, images, iteration, what, terms) from error
 
-    def _error(self, runner, data, iteration: int, what: str,
+    def _error(self, runner, images: List[str], iteration: int, what: str,
                terms: Dict[str, float]) -> NonFiniteLossError:
         checkpoint = self._latest_checkpoint(runner)
         config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
         where = f'iteration {iteration}'
         if isinstance(runner.train_loop, EpochBasedTrainLoop):
             where += f' (epoch {runner.epoch + 1})'
-        images = self._images(data)
         lines = [
             f'training stopped at {where}: {what}.',
             'The optimizer step was not taken, so the weights are unchanged.'
@@ -215,8 +260,7 @@ class NonFiniteLossHook(Hook):
         if self.action == 'skip':
             lines.append(f'{self.skipped_in_a_row} steps in a row were '
                          'skipped: training has diverged.')
-        if images:
-            lines.append('Images of this batch: ' + ', '.join(images) + '.')
+        lines.extend(images)
         if checkpoint:
             lines.append(
                 f'Latest checkpoint: {checkpoint}; continue from it with '

@@ -8,14 +8,36 @@ Differences from MMDetection 3.3's ``ConditionalDETRHead`` (a ``DETRHead``):
   operations, not a Python loop over images;
 * the box MLP's last layer starts at zero and the class bias at the 0.01
   prior, as the official model (mmdet initialises only the bias);
-* box losses are computed in fp32 under AMP;
+* the losses need no host sync of their own: the box count stays a
+  tensor, and the matches of all layers reach the device in one copy;
+* the outputs and the losses are fp32 under AMP (below);
 * test-time boxes are not clipped to the image, as the official
   ``PostProcess`` (mmdet clips them).
 
 The loss normalisation is the official one: every term of every layer is
 divided by the number of ground-truth boxes averaged over all ranks, clamped
 at 1 (the official focal loss's ``mean over queries * num_queries`` is that
-same sum).
+same sum). That count is all-reduced *before* the matching, which raises on
+non-finite predictions: a rank that fails there has then made the same
+collective calls as the others, and ``NonFiniteLossHook`` stops (or skips)
+every rank together.
+
+**Precision.** The official model trains in fp32. Under fp16/bf16 autocast
+the two linear branches run in half precision (that is where the time goes);
+everything after them is pinned to fp32, as are the matching cost (see
+:class:`BatchedHungarianAssigner`) and the reference points' sigmoid in the
+decoder:
+
+* class logits are cast to fp32 and the focal loss runs with autocast off:
+  on CUDA mmdet calls mmcv's kernel, which in fp16 takes ``log(0)`` for any
+  logit below about -17.3 or above 8.3 (NaN loss), and has no bf16 kernel;
+* ``inverse_sigmoid`` of the reference points and the box sigmoid: in fp16
+  a reference coordinate rounds to 1 above a head output of ~8.3 and the
+  backward of ``log(x / (1 - x))`` overflows from ~8 on, so GradScaler
+  would skip every step; fp32 keeps the official values and gradients;
+* L1 and GIoU (areas, unions, hull) on fp32 boxes: GIoU's ``eps=1e-6`` and
+  the products of small widths are below fp16's normal range;
+* the box count normaliser is an fp32 tensor.
 """
 import math
 from typing import Dict, List, Tuple
@@ -91,10 +113,11 @@ class ConditionalDETRHead(BaseModule):
             tuple[Tensor, Tensor]: Logits [L, B, Q, C] and normalised
             cxcywh boxes [L, B, Q, 4].
         """
-        box_logits = self.fc_reg(hidden_states)
-        center = box_logits[..., :2] + inverse_sigmoid(references)
+        # fp32 from here on (a no-op without autocast): see the module doc.
+        box_logits = self.fc_reg(hidden_states).float()
+        center = box_logits[..., :2] + inverse_sigmoid(references.float())
         boxes = torch.cat([center, box_logits[..., 2:]], dim=-1).sigmoid()
-        return self.fc_cls(hidden_states), boxes
+        return self.fc_cls(hidden_states).float(), boxes
 
     def loss(self, hidden_states: Tensor, references: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
@@ -102,20 +125,53 @@ class ConditionalDETRHead(BaseModule):
         (``loss_cls``), the others prefixed ``d0.`` ... ``d{L-2}.``."""
         all_logits, all_boxes = self(hidden_states, references)
         gt_labels, gt_boxes = self._normalised_targets(batch_data_samples)
+        counts = [len(labels) for labels in gt_labels]
+        # Before the matching (see the module doc); ``new_full`` fills on
+        # the device, no host->device copy.
+        num_boxes = reduce_mean(all_logits.new_full(
+            (), float(sum(counts)))).clamp(min=1)
         matches = self.assigner.assign(all_logits.detach(), all_boxes.detach(),
                                        gt_labels, gt_boxes)
-        total = sum(len(labels) for labels in gt_labels)
-        num_boxes = reduce_mean(all_logits.new_tensor(float(total)))
-        num_boxes = num_boxes.clamp(min=1).item()
+        index = self._match_index(matches, counts, all_logits.device)
+        labels, boxes = torch.cat(gt_labels), torch.cat(gt_boxes)
         losses = {}
         last = len(all_logits) - 1
-        for layer, layer_matches in enumerate(matches):
-            prefix = '' if layer == last else f'd{layer}.'
-            terms = self._layer_loss(all_logits[layer], all_boxes[layer],
-                                     layer_matches, gt_labels, gt_boxes,
-                                     num_boxes)
-            losses.update({prefix + name: value for name, value in terms.items()})
+        with torch.autocast(all_logits.device.type, enabled=False):
+            for layer in range(len(all_logits)):
+                prefix = '' if layer == last else f'd{layer}.'
+                terms = self._layer_loss(all_logits[layer], all_boxes[layer],
+                                         index[layer], labels, boxes,
+                                         num_boxes)
+                losses.update(
+                    {prefix + name: value for name, value in terms.items()})
         return losses
+
+    @staticmethod
+    def _match_index(matches, counts: List[int], device) -> Tensor:
+        """The assigner's matches of every layer as one device tensor.
+
+        Returns:
+            Tensor: [L, 3, G] int64, G = total ground truths: image, query
+            and ground-truth index (into the batch's concatenated ground
+            truths) of every match, copied to ``device`` in one transfer.
+        """
+        total = sum(counts)
+        if total == 0:
+            return torch.empty((len(matches), 3, 0), dtype=torch.int64,
+                               device=device)
+        offsets = [sum(counts[:image]) for image in range(len(counts))]
+        image = torch.repeat_interleave(
+            torch.arange(len(counts)), torch.tensor(counts))
+        rows = []
+        for row in matches:
+            queries = torch.cat([query for query, _ in row])
+            gts = torch.cat([gt + offset for (_, gt), offset in
+                             zip(row, offsets)])
+            rows.append(torch.stack([image, queries, gts]))
+        index = torch.stack(rows)
+        if device.type == 'cuda':
+            index = index.pin_memory()  # so the copy can be asynchronous
+        return index.to(device, non_blocking=True)
 
     def _normalised_targets(
             self, batch_data_samples: SampleList
@@ -125,38 +181,40 @@ class ConditionalDETRHead(BaseModule):
         for sample in batch_data_samples:
             height, width = sample.img_shape
             instances = sample.gt_instances
-            scale = instances.bboxes.new_tensor([width, height, width, height])
             labels.append(instances.labels)
-            boxes.append(bbox_xyxy_to_cxcywh(instances.bboxes) / scale)
+            normalised = bbox_xyxy_to_cxcywh(instances.bboxes.float())
+            # Python scalars: no host->device copy of a scale tensor.
+            normalised[:, 0::2] /= width
+            normalised[:, 1::2] /= height
+            boxes.append(normalised)
         return labels, boxes
 
-    def _layer_loss(self, logits: Tensor, boxes: Tensor, matches,
-                    gt_labels: List[Tensor], gt_boxes: List[Tensor],
-                    num_boxes: float) -> Dict[str, Tensor]:
-        """Losses of one layer. logits [B, Q, C], boxes [B, Q, 4]."""
+    def _layer_loss(self, logits: Tensor, boxes: Tensor, index: Tensor,
+                    gt_labels: Tensor, gt_boxes: Tensor,
+                    num_boxes: Tensor) -> Dict[str, Tensor]:
+        """Losses of one layer.
+
+        Args:
+            logits (Tensor): [B, Q, C] fp32 class logits.
+            boxes (Tensor): [B, Q, 4] fp32 normalised cxcywh boxes.
+            index (Tensor): [3, G] image, query and ground-truth index of
+                every match (see :meth:`_match_index`).
+            gt_labels (Tensor): [G] labels of the batch.
+            gt_boxes (Tensor): [G, 4] normalised cxcywh boxes of the batch.
+            num_boxes (Tensor): the loss normaliser, a 0-dim fp32 tensor.
+        """
         batch, num_queries, num_classes = logits.shape
-        image_index = torch.cat([
-            torch.full_like(queries, image)
-            for image, (queries, _) in enumerate(matches)
-        ]).to(logits.device)
-        query_index = torch.cat([queries for queries, _ in matches]).to(
-            logits.device)
-        matched_labels = torch.cat([
-            labels[gts.to(labels.device)]
-            for labels, (_, gts) in zip(gt_labels, matches)
-        ])
-        matched_gt_boxes = torch.cat([
-            gt[gts.to(gt.device)] for gt, (_, gts) in zip(gt_boxes, matches)
-        ]).float()
+        image_index, query_index, gt_index = index
         # Unmatched queries are background: label index ``num_classes``.
-        targets = logits.new_full((batch, num_queries), num_classes,
-                                  dtype=torch.long)
-        targets[image_index, query_index] = matched_labels
+        targets = torch.full((batch, num_queries), num_classes,
+                             dtype=torch.long, device=logits.device)
+        targets[image_index, query_index] = gt_labels[gt_index]
         loss_cls = self.loss_cls(
             logits.reshape(-1, num_classes),
             targets.reshape(-1),
             avg_factor=num_boxes)
-        matched_boxes = boxes[image_index, query_index].float()
+        matched_gt_boxes = gt_boxes[gt_index]
+        matched_boxes = boxes[image_index, query_index]
         loss_bbox = self.loss_bbox(
             matched_boxes, matched_gt_boxes, avg_factor=num_boxes)
         loss_iou = self.loss_iou(

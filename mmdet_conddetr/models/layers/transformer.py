@@ -205,11 +205,14 @@ class ConditionalDETRTransformerDecoder(nn.Module):
 
         Returns:
             tuple[Tensor, Tensor]: Normalised outputs of every layer
-            [L, B, Nq, d] and the reference points [B, Nq, 2] (x, y in 0..1).
+            [L, B, Nq, d] and the fp32 reference points [B, Nq, 2] (x, y in
+            0..1).
         """
-        references = self.ref_point_head(query_pos).sigmoid()
+        # fp32 sigmoid under autocast: in fp16 it rounds to exactly 1 above
+        # ~8.3, and the head's inverse_sigmoid must see the official values.
+        references = self.ref_point_head(query_pos).float().sigmoid()
         sine_embed = coordinate_to_encoding(
-            references, num_feats=self.embed_dims // 2)
+            references.to(query_pos.dtype), num_feats=self.embed_dims // 2)
         precomputed = precompute_decoder_inputs(self.layers, query_pos, memory,
                                                 memory_pos)
         outputs: List[Tensor] = []

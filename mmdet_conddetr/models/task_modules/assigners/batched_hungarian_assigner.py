@@ -4,9 +4,12 @@ Differs from mmdet's ``HungarianAssigner`` (one image per call, costs from
 ``match_costs`` configs, whatever dtype the head runs in):
 
 * the cost of all images, and of all decoder layers when the head matches
-  them together, is one set of tensor operations, moved to the CPU once;
-* it is computed in fp32 even under AMP, so half-precision rounding cannot
-  change which query gets which box;
+  them together, is one set of tensor operations, moved to the CPU once:
+  that copy is the only host sync of the matching (finiteness is checked on
+  the host copy);
+* it is computed in fp32 with autocast off, so half-precision rounding
+  cannot change which query gets which box, and the focal cost's
+  ``log(1 - p + 1e-8)`` does not underflow (``1e-8`` is 0 in fp16);
 * the focal class cost uses ``eps=1e-8`` as the official matcher;
 * a non-finite cost raises an error that names the offending prediction
   (class logits or boxes) and the training iteration, instead of scipy's
@@ -16,6 +19,7 @@ Differs from mmdet's ``HungarianAssigner`` (one image per call, costs from
 """
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmengine.logging import MessageHub
@@ -81,20 +85,19 @@ class BatchedHungarianAssigner:
         Returns:
             Tensor: [..., Q, G] fp32 cost.
         """
-        self._check_finite(cls_logits, 'class logits')
-        self._check_finite(boxes, 'box predictions')
         cls_logits, boxes, gt_boxes = (
             cls_logits.float(), boxes.float(), gt_boxes.float())
-        class_cost = focal_class_cost(cls_logits, gt_labels, self.alpha,
-                                      self.gamma)
-        bbox_cost = (boxes[..., :, None, :] - gt_boxes).abs().sum(-1)
-        lead = boxes.shape[:-1]
-        giou = bbox_overlaps(
-            bbox_cxcywh_to_xyxy(boxes.reshape(-1, 4)),
-            bbox_cxcywh_to_xyxy(gt_boxes),
-            mode='giou').view(*lead, -1)
-        return (self.class_weight * class_cost + self.bbox_weight * bbox_cost -
-                self.giou_weight * giou)
+        with torch.autocast(boxes.device.type, enabled=False):
+            class_cost = focal_class_cost(cls_logits, gt_labels, self.alpha,
+                                          self.gamma)
+            bbox_cost = (boxes[..., :, None, :] - gt_boxes).abs().sum(-1)
+            lead = boxes.shape[:-1]
+            giou = bbox_overlaps(
+                bbox_cxcywh_to_xyxy(boxes.reshape(-1, 4)),
+                bbox_cxcywh_to_xyxy(gt_boxes),
+                mode='giou').view(*lead, -1)
+            return (self.class_weight * class_cost +
+                    self.bbox_weight * bbox_cost - self.giou_weight * giou)
 
     @torch.no_grad()
     def assign(self, cls_logits: Tensor, boxes: Tensor,
@@ -128,9 +131,10 @@ class BatchedHungarianAssigner:
         if sum(counts) == 0:
             return [[(empty, empty)] * batch for _ in range(groups)]
         cost = self.cost(cls_logits, boxes, torch.cat(list(gt_labels)),
-                         torch.cat(list(gt_boxes)))
-        self._check_finite(cost, 'matching cost')
-        per_image = cost.cpu().split(counts, dim=-1)
+                         torch.cat(list(gt_boxes))).cpu().numpy()
+        if not np.isfinite(cost).all():  # on the host copy: no device sync
+            self._raise_non_finite(cls_logits, boxes)
+        per_image = np.split(cost, np.cumsum(counts)[:-1], axis=-1)
         matches = []
         for group in range(groups):
             row = []
@@ -139,17 +143,23 @@ class BatchedHungarianAssigner:
                     row.append((empty, empty))
                     continue
                 queries, gts = linear_sum_assignment(
-                    per_image[image][group, image].numpy())
+                    per_image[image][group, image])
                 row.append((torch.as_tensor(queries, dtype=torch.int64),
                             torch.as_tensor(gts, dtype=torch.int64)))
             matches.append(row)
         return matches
 
     @staticmethod
-    def _check_finite(tensor: Tensor, what: str) -> None:
-        if not torch.isfinite(tensor).all():
-            raise FloatingPointError(
-                f'Hungarian matching got non-finite {what} at iteration '
-                f'{_current_iteration()}: the training diverged. Resume from '
-                'the last checkpoint with a lower learning rate, or check the '
-                'data for degenerate boxes.')
+    def _raise_non_finite(cls_logits: Tensor, boxes: Tensor) -> None:
+        """Name the non-finite input of a non-finite cost (only on this
+        failure path does it look at the device tensors again)."""
+        what = 'matching cost'
+        if not torch.isfinite(cls_logits).all():
+            what = 'class logits'
+        elif not torch.isfinite(boxes).all():
+            what = 'box predictions'
+        raise FloatingPointError(
+            f'Hungarian matching got non-finite {what} at iteration '
+            f'{_current_iteration()}: the training diverged. Resume from '
+            'the last checkpoint with a lower learning rate, or check the '
+            'data for degenerate boxes.')
