@@ -39,9 +39,11 @@ def test_coco_config_settings(name):
         type='AdamW', lr=1e-4, weight_decay=1e-4)
     assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
-    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
-    assert cfg.train_dataloader.batch_size == 2
-    assert cfg.val_dataloader.batch_size == cfg.test_dataloader.batch_size == 1
+    per_gpu = 1 if 'dc5' in name else 2  # official, 8 GPUs
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=8 * per_gpu)
+    assert cfg.train_dataloader.batch_size == per_gpu
+    assert cfg.val_dataloader.batch_size == cfg.test_dataloader.batch_size \
+        == per_gpu
     assert cfg.model.num_queries == 300
     assert cfg.model.bbox_head.num_classes == 80
     depth = 101 if 'r101' in name else 50
@@ -51,7 +53,8 @@ def test_coco_config_settings(name):
     assert cfg.model.backbone.frozen_stages == 1
     assert cfg.model.backbone.norm_eval is True
     assert cfg.model.backbone.norm_cfg.requires_grad is False
-    assert cfg.train_dataloader.dataset.type == 'CocoDataset'
+    assert cfg.train_dataloader.dataset.type == \
+        'mmdet_conddetr.RobustCocoDataset'
     original = Config.fromfile(f'{CONFIG_DIR}/{name}')
     assert 'torchvision' not in original.model.backbone.init_cfg.checkpoint
     assert original.model.backbone.init_cfg.checkpoint.startswith(

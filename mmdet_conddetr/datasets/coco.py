@@ -27,6 +27,15 @@ it produces exactly the data list of mmdet's class. What differs:
 
 Images without annotations are kept or filtered exactly as mmdet does
 (``filter_cfg.filter_empty_gt``): kept, they are negatives for DETR.
+
+``convention='official'`` (the COCO configs) reads the file as the official
+code (torchvision's ``CocoDetection`` + ``ConvertCocoPolysToMask``): images
+in ascending id order (mmdet: file order; the order decides which images
+share an evaluation batch), and a box is kept when it has a positive width
+and height inside its image, whatever its ``area`` field and even under one
+pixel (mmdet drops ``w < 1``, ``h < 1`` and ``area <= 0``). Crowd boxes stay
+``ignore_flag=1`` instances, which ``PackDetInputs`` keeps out of the
+training targets, as the official loader drops them.
 """
 import copy
 import json
@@ -61,10 +70,22 @@ def _is_local(path) -> bool:
 class RobustCocoDataset(CocoDataset):
     """``CocoDataset`` with the checks described in the module docstring.
 
+    Args:
+        convention (str): ``'mmdet'`` (default) or ``'official'``: image
+            order and box rule, see the module docstring.
+        *args, **kwargs: mmdet's ``CocoDataset`` arguments.
+
     Attributes (after loading):
         dropped_boxes (Counter): reason -> number of annotations dropped.
         num_boxes (int): annotations of the listed images read.
     """
+
+    def __init__(self, *args, convention: str = 'mmdet', **kwargs) -> None:
+        if convention not in ('mmdet', 'official'):
+            raise ValueError(f"convention must be 'mmdet' or 'official', got "
+                             f'{convention!r}')
+        self.convention = convention  # read by load_data_list (in __init__)
+        super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------ loading
     def load_data_list(self) -> List[dict]:
@@ -98,7 +119,10 @@ class RobustCocoDataset(CocoDataset):
 
         data_list = []
         ann_ids = []
-        for img_id in self.coco.get_img_ids():
+        img_ids = self.coco.get_img_ids()
+        if self.convention == 'official':
+            img_ids = sorted(img_ids)
+        for img_id in img_ids:
             raw_img_info = dict(self.coco.load_imgs([img_id])[0])
             raw_img_info['img_id'] = img_id
             ids = self.coco.get_ann_ids(img_ids=[img_id])
@@ -179,8 +203,11 @@ class RobustCocoDataset(CocoDataset):
             return None
         inter_w = max(0, min(x1 + w, width) - max(x1, 0))
         inter_h = max(0, min(y1 + h, height) - max(y1, 0))
-        area = ann.get('area', w * h)
-        if w < 1 or h < 1 or not area > 0:
+        if self.convention == 'official':
+            too_small = w <= 0 or h <= 0
+        else:
+            too_small = w < 1 or h < 1 or not ann.get('area', w * h) > 0
+        if too_small:
             self.dropped_boxes['size'] += 1
             return None
         if inter_w * inter_h == 0:

@@ -1,11 +1,18 @@
 """Image loading that skips unreadable files and always yields 3-channel
 8-bit images.
 
-Registered in the ``mmdet_conddetr`` scope as ``RobustLoadImageFromFile``;
-``tools/train.py`` and ``tools/test.py`` use it wherever a dataset pipeline
-asks for ``LoadImageFromFile`` (see :mod:`mmdet_conddetr.engine.preflight`).
-Same arguments and, for readable images, the same output as mmcv's
-transform.
+Registered in the ``mmdet_conddetr`` scope as ``RobustLoadImageFromFile``
+and, in that scope, also under mmcv's name ``LoadImageFromFile``: mmdet's
+``DetInferencer`` finds the loader of a test pipeline by that name, so the
+COCO test pipelines use it and still get this class when the config's
+default scope (``mmdet_conddetr``) is in force. Same arguments and, for
+readable images, the same output as mmcv's transform.
+
+The COCO configs decode as the official code (``Image.open(f).convert
+('RGB')``): ``imdecode_backend='pillow'`` and
+``color_type='color_ignore_orientation'`` (mmcv's ``'color'`` rotates by the
+EXIF orientation tag, which swaps ``ori_shape`` and puts every box in the
+wrong frame for a tagged file).
 
 * A missing, empty, truncated or otherwise undecodable image is *skipped*:
   the transform logs a warning naming the file and the running count of
@@ -14,7 +21,8 @@ transform.
   raises an error naming the file at test time. mmcv's transform fails with
   ``AssertionError: failed to load image`` (OpenCV) or ``OSError`` (Pillow)
   and stops the run.
-* With ``color_type='color'`` (the default) the image is 3-channel uint8
+* With a colour ``color_type`` (``'color'``, the default, or
+  ``'color_ignore_orientation'``) the image is 3-channel uint8
   BGR (or RGB with ``channel_order='rgb'`` decoding): OpenCV/Pillow decoding
   already turns grayscale, RGBA and 16-bit files into that; anything else
   that slips through (2-D or 1-/4-channel arrays, 16-bit or float data from
@@ -58,7 +66,11 @@ def to_bgr_uint8(img: np.ndarray) -> np.ndarray:
     return img
 
 
-@TRANSFORMS.register_module()
+_COLOR_TYPES = ('color', 'color_ignore_orientation')
+
+
+@TRANSFORMS.register_module(name=['RobustLoadImageFromFile',
+                                  'LoadImageFromFile'])
 class RobustLoadImageFromFile(LoadImageFromFile):
     """mmcv's ``LoadImageFromFile`` that skips unreadable images (with a
     counted warning) and guarantees 3-channel uint8 colour images."""
@@ -78,7 +90,7 @@ class RobustLoadImageFromFile(LoadImageFromFile):
                               f'{error})')
         if out is None:  # ignore_empty=True
             return self._skip(path, 'cannot be read')
-        if self.color_type == 'color':
+        if self.color_type in _COLOR_TYPES:
             img = out['img']
             fixed = to_bgr_uint8(img) if self.to_float32 is False else img
             if fixed is not img:

@@ -76,48 +76,135 @@ model = dict(
             giou_weight=2.0)),
     test_cfg=dict(max_per_img=100))
 
-# DETR's augmentation: multi-scale resize (short side 480..800, long side
-# <= 1333), or resize + random crop (384..600) + multi-scale resize.
-train_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333),
-                (608, 1333), (640, 1333), (672, 1333), (704, 1333),
-                (736, 1333), (768, 1333), (800, 1333)]
+# ---------------------------------------------------------------- COCO data
+# The official pipeline (datasets/coco.py + datasets/transforms.py of
+# Atten4Vis/ConditionalDETR, copied from DETR), image file -> input tensor ->
+# boxes: PIL decoding without EXIF rotation, the official size rule (short
+# side, long side truncated, optional cap) with PIL's bilinear filter
+# (DETRResize), crowd boxes out of the targets, boxes clipped and emptied
+# ones dropped as officially. mmdet's RandomFlip and RandomCrop do what the
+# official flip and RandomSizeCrop do (tests/test_datasets/).
+#   image_set='train': flip 0.5, then with p=0.5 a multi-scale resize (short
+#   side 480..800 step 32, long side <= 1333), else a resize to short side
+#   400/500/600 (uncapped) -> random crop 384..600 -> the multi-scale resize.
+#   image_set='val': short side 800, long side <= 1333.
+# Normalisation (ImageNet mean/std on 0..255 RGB) is the data preprocessor's.
+_load = dict(
+    type='mmdet_conddetr.RobustLoadImageFromFile',
+    color_type='color_ignore_orientation',  # Image.open(): no EXIF rotation
+    imdecode_backend='pillow',  # the official decoder
+    backend_args={{_base_.backend_args}})
+train_short_sides = [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800]
+_multi_scale = dict(
+    type='RandomChoiceResize',
+    scales=train_short_sides,
+    resize_type='mmdet_conddetr.DETRResize',
+    max_size=1333)
 train_pipeline = [
+    _load,
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomChoice',  # uniform, as the official RandomSelect(p=0.5)
+        transforms=[
+            [_multi_scale],
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=[400, 500, 600],
+                    resize_type='mmdet_conddetr.DETRResize',
+                    max_size=None),
+                dict(
+                    type='RandomCrop',  # = official RandomSizeCrop(384, 600)
+                    crop_type='absolute_range',
+                    crop_size=(384, 600),
+                    allow_negative_crop=True),
+                _multi_scale,
+            ],
+        ]),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    # Named LoadImageFromFile so that mmdet's DetInferencer finds it; in this
+    # package's scope the name is the same RobustLoadImageFromFile class.
+    dict(_load, type='LoadImageFromFile'),
+    dict(type='mmdet_conddetr.DETRResize', scale=800, max_size=1333),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+# Batches as the official main.py: random pairs of images (torch's
+# BatchSampler, drop_last=True; no aspect-ratio grouping, so mmdet's
+# AspectRatioBatchSampler is removed), 2 images per GPU (main.py
+# --batch_size default; scripts/conddetr_r50_epoch50.sh and
+# conddetr_r101_epoch50.sh on 8 GPUs: total 16; the DC5 configs set 1, as
+# scripts/conddetr_r50dc5_epoch50.sh, total 8). Evaluation uses the same
+# per-GPU batch (main.py's val loader; README "Evaluation": --batch_size 2,
+# and "DC5 models show a significant drop in AP if evaluated with more than
+# 1 image per GPU"): padding in a batch changes the outputs slightly, so the
+# AP depends a little on which images share a batch (images in id order,
+# split over the GPUs as torch's DistributedSampler does).
+# As the official code (torchvision's CocoDetection over every image id),
+# images without annotations are kept and train as pure negatives; mmdet's
+# COCO base would drop them (filter_empty_gt=True) and those under 32 px.
+# The datasets (and so their pipelines) are built in this package's scope
+# (mmdet's base gives them _scope_='mmdet').
+train_dataloader = dict(
+    batch_size=2,
+    drop_last=True,
+    pin_memory=True,
+    batch_sampler=None,
+    dataset=dict(
+        type='mmdet_conddetr.RobustCocoDataset',
+        _scope_='mmdet_conddetr',
+        convention='official',
+        pipeline=train_pipeline,
+        filter_cfg=dict(filter_empty_gt=False, min_size=0)))
+val_dataloader = dict(
+    batch_size=2,
+    pin_memory=True,
+    dataset=dict(
+        type='mmdet_conddetr.RobustCocoDataset',
+        _scope_='mmdet_conddetr',
+        convention='official',
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# MMDetection's own DETR pipeline (cv2 resize with mmcv's size rule), for a
+# config that prefers it:
+#   train_dataloader = dict(dataset=dict(pipeline=_base_.mmdet_train_pipeline))
+#   val_dataloader = test_dataloader = dict(dataset=dict(pipeline=_base_.mmdet_test_pipeline))
+_mmdet_scales = [(s, 1333) for s in train_short_sides]
+mmdet_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
         type='RandomChoice',
-        transforms=[
-            [dict(type='RandomChoiceResize', scales=train_scales,
-                  keep_ratio=True)],
-            [
-                dict(
-                    type='RandomChoiceResize',
-                    scales=[(400, 1333), (500, 1333), (600, 1333)],
-                    keep_ratio=True),
-                dict(
-                    type='RandomCrop',
-                    crop_type='absolute_range',
-                    crop_size=(384, 600),
-                    allow_negative_crop=True),
-                dict(
-                    type='RandomChoiceResize',
-                    scales=train_scales,
-                    keep_ratio=True)
-            ]
-        ]),
+        transforms=[[
+            dict(type='RandomChoiceResize', scales=_mmdet_scales,
+                 keep_ratio=True)
+        ],
+                    [
+                        dict(
+                            type='RandomChoiceResize',
+                            scales=[(400, 1333), (500, 1333), (600, 1333)],
+                            keep_ratio=True),
+                        dict(
+                            type='RandomCrop',
+                            crop_type='absolute_range',
+                            crop_size=(384, 600),
+                            allow_negative_crop=True),
+                        dict(
+                            type='RandomChoiceResize',
+                            scales=_mmdet_scales,
+                            keep_ratio=True)
+                    ]]),
     dict(type='PackDetInputs')
 ]
-# As the official code (torchvision's CocoDetection over every image id),
-# images without annotations are kept and train as pure negatives; mmdet's
-# COCO base would drop them (filter_empty_gt=True) and those under 32 px.
-train_dataloader = dict(
-    batch_size=2,
-    dataset=dict(
-        pipeline=train_pipeline,
-        filter_cfg=dict(filter_empty_gt=False, min_size=0)))
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+mmdet_test_pipeline = {{_base_.test_pipeline}}
 
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -138,8 +225,8 @@ param_scheduler = [
         milestones=[lr_drop_epoch],
         gamma=0.1)
 ]
-# 8 GPUs x 2 images; `tools/train.py --auto-scale-lr` scales lr to the real
-# total batch size.
+# 8 GPUs x 2 images (DC5: 8 x 1, base_batch_size=8); `tools/train.py
+# --auto-scale-lr` scales lr to the real total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 # Crash-safe checkpoint writes (kill -9, full disk) and a clear stop on a
