@@ -1,6 +1,7 @@
 """tools/analysis_tools/gpu_check.py: a clear stop without CUDA; its AMP
 training steps run (here through the CPU's bfloat16 wrapper)."""
 import importlib.util
+import json
 import os
 import os.path as osp
 import subprocess
@@ -34,10 +35,10 @@ def test_exits_non_zero_with_a_clear_message_without_cuda(tmp_path):
 
 def test_amp_steps_run_and_report_each_step():
     gpu_check = load_script()
-    result = gpu_check.amp_stability(
-        gpu_check.CONFIG, 'cpu', steps=2, calibration=0,
-        sizes=((96, 128), (64, 96)),
-        overrides={'model.num_queries': 8})
+    # The small demo model: the same code path as R50, in a few seconds.
+    config = osp.join(ROOT, 'configs', 'conditional_detr', 'shapes_demo.py')
+    result = gpu_check.amp_stability(config, 'cpu', steps=2, calibration=0,
+                                     sizes=((96, 128), (64, 96)))
     assert result['optim_wrapper'] == 'CPUAmpOptimWrapper'
     assert result['dtype'] == 'torch.bfloat16'
     assert [step['finite'] for step in result['steps']] == [True, True]
@@ -52,3 +53,26 @@ def test_extra_arguments_go_to_the_benchmark():
     args, extra = gpu_check.parse_args(
         ['--out', 'x.json', '--', '--quick', '--repeats', '2'])
     assert args.out == 'x.json' and extra == ['--quick', '--repeats', '2']
+
+
+def test_benchmark_is_run_through_its_cli(monkeypatch):
+    """The command is the benchmark script with flags its parser accepts;
+    the JSON it writes is read back."""
+    from mmdet_conddetr.benchmark.cli import parse_args
+    gpu_check = load_script()
+    seen = {}
+
+    def fake_call(command):
+        assert command[1] == osp.join(ROOT, 'tools', 'analysis_tools',
+                                      'benchmark.py')
+        seen['args'] = parse_args(command[2:])
+        with open(seen['args'].out, 'w') as f:
+            json.dump(dict(table='ours vs mmdet'), f)
+        return 0
+
+    monkeypatch.setattr(gpu_check.subprocess, 'call', fake_call)
+    result = gpu_check.run_benchmark(['--quick'])
+    args = seen['args']
+    assert args.device == 'cuda' and args.amp and args.quick
+    assert result['returncode'] == 0
+    assert result['result'] == dict(table='ours vs mmdet')

@@ -74,9 +74,9 @@ def training_batch(model, sizes, device, seed=0):
         sample = DetDataSample(metainfo=dict(img_shape=(height, width),
                                              ori_shape=(height, width),
                                              scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=boxes, labels=torch.randint(0, 80, (3, ),
-                                               generator=generator))
+        labels = torch.randint(0, model.bbox_head.num_classes, (3, ),
+                               generator=generator)
+        sample.gt_instances = InstanceData(bboxes=boxes, labels=labels)
         samples.append(sample)
     batch = model.data_preprocessor(dict(inputs=images, data_samples=samples),
                                     True)
