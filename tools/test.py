@@ -11,34 +11,22 @@ Distributed runs are started by ``tools/dist_test.sh`` (torchrun) or
 ``tools/slurm_test.sh``. Without CUDA they use the ``gloo`` backend.
 """
 import argparse
-import importlib.util
 import os.path as osp
-import sys
 import warnings
 from copy import deepcopy
 
-
-def _make_project_importable():
-    # Run as a script, sys.path[0] is tools/. Use the checkout this file
-    # lives in unless mmdet_conddetr is installed or on PYTHONPATH already.
-    if importlib.util.find_spec('mmdet_conddetr') is None:
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-_make_project_importable()
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
+from mmengine.config import ConfigDict
 
 # Registers the mmdet_conddetr scope and the checkpoint types torch.load may
 # unpickle; must come before anything loads a checkpoint.
-import mmdet_conddetr  # noqa: E402,F401
-from mmdet_conddetr.engine import (prepare_test, run_cli,  # noqa: E402
+import mmdet_conddetr  # noqa: F401
+from mmdet_conddetr.engine import (prepare_test, run_cli,
                                    setup_cpu_distributed)
-from mmdet_conddetr.engine.runner_setup import (  # noqa: E402
+from mmdet_conddetr.engine.config_checks.runtime import check_output_file
+from mmdet_conddetr.engine.runner_setup import (
     add_runner_arguments, build_runner, load_runner_config, parse_runner_args)
-
-from mmengine.config import ConfigDict  # noqa: E402
-
-from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
-from mmdet.evaluation import DumpDetResults  # noqa: E402
 
 
 def parse_args():
@@ -127,6 +115,8 @@ def main():
         _use_tta(cfg)
 
     notes = prepare_test(cfg, args.config, args.checkpoint)
+    if args.out is not None:
+        check_output_file(args.out, '--out')
     notes += setup_cpu_distributed(cfg, args.launcher)
 
     runner = build_runner(cfg, notes)

@@ -10,26 +10,13 @@ Distributed runs are started by ``tools/dist_train.sh`` (torchrun) or
 ``tools/slurm_train.sh``. Without CUDA they use the ``gloo`` backend.
 """
 import argparse
-import importlib.util
-import os.path as osp
-import sys
-
-
-def _make_project_importable():
-    # Run as a script, sys.path[0] is tools/. Use the checkout this file
-    # lives in unless mmdet_conddetr is installed or on PYTHONPATH already.
-    if importlib.util.find_spec('mmdet_conddetr') is None:
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-_make_project_importable()
 
 # Registers the mmdet_conddetr scope and the checkpoint types torch.load may
 # unpickle; must come before anything loads a checkpoint.
-import mmdet_conddetr  # noqa: E402,F401
-from mmdet_conddetr.engine import (enable_amp, prepare_train,  # noqa: E402
-                                   run_cli, setup_cpu_distributed)
-from mmdet_conddetr.engine.runner_setup import (  # noqa: E402
+import mmdet_conddetr  # noqa: F401
+from mmdet_conddetr.engine import (enable_amp, prepare_train, run_cli,
+                                   setup_cpu_distributed)
+from mmdet_conddetr.engine.runner_setup import (
     add_runner_arguments, build_runner, load_runner_config, parse_runner_args)
 
 

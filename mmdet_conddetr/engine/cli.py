@@ -3,10 +3,11 @@
 ``tools/train.py`` and ``tools/test.py`` call ``run_cli(main)``. Errors that
 carry a message for the user -- :class:`~mmdet_conddetr.errors.UserFacingError`
 (the checkpoint errors included), an unknown ``type`` in the config
-(mmengine's registry ``KeyError``, with the nearest registered names added)
-and the failure of a collective operation in a distributed job (a dead or
-stuck rank) -- are printed as ``error: ...`` on stderr and written to the run's
-log, and the process exits with status 1. Anything else keeps its traceback.
+(mmengine's registry ``KeyError``, with the nearest registered names added),
+a failed download of a file the config names by URL (no internet, a silent
+proxy) and the failure of a collective operation in a distributed job (a dead
+or stuck rank) -- are printed as ``error: ...`` on stderr and written to the
+run's log, and the process exits with status 1. Anything else keeps its traceback.
 ``MMDET_CONDDETR_DEBUG=1`` shows the traceback in every case.
 """
 import os
@@ -16,6 +17,8 @@ import sys
 from typing import Callable, Optional
 
 from mmdet_conddetr.errors import DistributedFailureError, UserFacingError
+from .config_checks.registry_types import explain_registry_key_error
+from .network import explain_network_error
 
 __all__ = ['run_cli', 'user_message', 'set_cli_context']
 
@@ -33,7 +36,8 @@ _DIST_PATTERNS = (
 
 
 def set_cli_context(**info) -> None:
-    """Remember ``config``/``work_dir`` for messages (resume hints)."""
+    """Remember ``config``/``work_dir`` (resume hints) and ``urls``, the
+    (config key, URL) pairs the run downloads, for messages."""
     _CONTEXT.update({k: v for k, v in info.items() if v is not None})
 
 
@@ -114,12 +118,14 @@ def user_message(error: BaseException) -> Optional[str]:
     for exc in _chain(error):
         if isinstance(exc, UserFacingError):
             return _BUILD_PREFIX.sub('', str(exc))
-    from mmdet_conddetr.utils.config_checks import explain_registry_key_error
     for exc in _chain(error):
         if isinstance(exc, KeyError):
             message = explain_registry_key_error(exc)
             if message:
                 return message
+        message = explain_network_error(exc, _CONTEXT.get('urls') or [])
+        if message:
+            return message
     for exc in _chain(error):
         message = _distributed_message(exc)
         if message:

@@ -1,25 +1,28 @@
-"""Checks and safety settings ``tools/train.py`` / ``tools/test.py`` apply to
-the final config before the runner is built.
+"""Checks ``tools/train.py`` / ``tools/test.py`` apply to the final config
+before the runner is built; they change nothing in it.
 
-:func:`prepare_train` / :func:`prepare_test` (each returns notes to log):
+Everything that changes what a run does (robust dataset and image loading,
+atomic checkpoints, the non-finite-loss stop, the checkpoint match check)
+lives in the configs' ``_base_`` files, so ``Runner.from_cfg``, ``mim
+train``, mmdet's own tools and ours build the same run. The tools only check
+first, so that a mistake is reported in one message with its fix before
+minutes of loading (each returns notes to log):
 
-* distributed runs: no more processes per node than visible GPUs;
-* the work directory must be writable (checked before anything runs);
-* every ``type`` of the config must be registered (nearest names suggested),
-  the head's ``num_classes`` must match the datasets, and the data files of
-  the dataloaders that will run must exist (see
-  :mod:`mmdet_conddetr.utils.config_checks`);
+* the launch: a ``--launcher`` without its environment, more processes per
+  node than GPUs, AMP asked where no GPU is;
+* the work directory is writable and holds no other run (unless resuming);
+* every ``type`` is registered (nearest names suggested), ``num_classes``
+  matches the datasets, the dataloader settings are ones torch accepts, the
+  train/val/test trios are complete and the data files exist (see
+  :mod:`.config_checks`);
 * the checkpoint to test, to ``load_from`` or to resume from is read once
   with :func:`mmdet_conddetr.checkpoint.read_checkpoint_file`, whose errors
-  name the problem (missing, empty, truncated, not a checkpoint...);
-  ``--resume`` without a path checks what ``last_checkpoint`` names;
-* the dataloaders use the robust ``CocoDataset`` / ``LoadImageFromFile``
-  of :mod:`mmdet_conddetr.datasets` (:func:`use_robust_data`);
-* a plain ``CheckpointHook`` becomes :class:`.hooks.AtomicCheckpointHook`
-  (same arguments), training gets a :class:`.hooks.NonFiniteLossHook` unless
-  the config has one, and every run a :class:`.hooks.CheckpointMatchHook`,
-  so a checkpoint that does not fit the model is refused instead of being
-  loaded partially.
+  name the problem; ``--resume`` without a path checks ``last_checkpoint``;
+* files the config downloads are remembered, so a failed download is
+  reported with its URL and the fix (:mod:`.network`), and downloads time
+  out instead of hanging;
+* a config without this package's safety hooks gets a note saying how to
+  add them.
 """
 import glob
 import os
@@ -27,28 +30,24 @@ import os.path as osp
 from typing import List, Optional, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 
-from mmdet_conddetr.checkpoint import CheckpointFileError, read_checkpoint_file
-from mmdet_conddetr.utils.config_checks import (check_data_paths,
-                                                check_num_classes,
-                                                check_registry_types,
-                                                check_work_dir)
+from mmdet_conddetr.checkpoint import read_checkpoint_file
+from mmdet_conddetr.errors import CheckpointFileError, ConfigCheckError
 from .cli import set_cli_context
-from mmdet_conddetr.errors import ConfigCheckError
+from .config_checks import (check_data_paths, check_num_classes,
+                            check_registry_types, check_work_dir)
+from .config_checks.runtime import (check_amp_device, check_dataloaders,
+                                    check_launcher_env, check_loop_trios,
+                                    check_new_run_dir)
+from .network import config_urls, set_download_timeout
 
-__all__ = [
-    'prepare_train', 'prepare_test', 'use_safe_hooks', 'use_robust_data',
-    'check_launch'
-]
+__all__ = ['prepare_train', 'prepare_test', 'check_launch', 'safety_notes']
 
 # Config keys the runner builds in every run (helper variables such as
 # ``train_pipeline`` are checked where they are used).
 _RUNNER_KEYS = ('model', 'default_hooks', 'custom_hooks', 'visualizer',
                 'log_processor', 'model_wrapper_cfg')
-
-_PLAIN_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook',
-                           'mmdet.CheckpointHook')
 
 
 def _type_name(hook_cfg) -> Optional[str]:
@@ -58,93 +57,30 @@ def _type_name(hook_cfg) -> Optional[str]:
     return hook_type.split('.')[-1] if isinstance(hook_type, str) else None
 
 
-def use_safe_hooks(cfg: Config,
-                   training: bool,
-                   strict_load: bool,
-                   checkpoint: Optional[str] = None) -> List[str]:
-    """Add/replace the reliability hooks in ``cfg`` (in place)."""
-    notes = []
+def safety_notes(cfg: Config, training: bool) -> List[str]:
+    """Notes for the safety hooks ``cfg`` lacks, each with the line to add
+    (the configs of this package inherit them from their ``_base_``)."""
     hooks = cfg.get('default_hooks') or {}
-    ckpt_hook = hooks.get('checkpoint') if isinstance(hooks, dict) else None
-    if isinstance(ckpt_hook, dict):
-        hook_type = ckpt_hook.get('type')
-        if hook_type in _PLAIN_CHECKPOINT_HOOKS or (
-                isinstance(hook_type, type)
-                and hook_type.__name__ == 'CheckpointHook'):
-            ckpt_hook['type'] = 'mmdet_conddetr.AtomicCheckpointHook'
-            if training:
-                notes.append('Checkpoints are written atomically '
-                             '(AtomicCheckpointHook instead of '
-                             'CheckpointHook).')
-    custom = list(cfg.get('custom_hooks') or [])
-    names = [_type_name(h) for h in custom]
-    if training and 'NonFiniteLossHook' not in names:
-        custom.append(ConfigDict(type='mmdet_conddetr.NonFiniteLossHook'))
-        notes.append('NonFiniteLossHook added: a NaN/inf loss stops training '
-                     "(custom_hooks=[dict(type='NonFiniteLossHook', "
-                     "action='skip')] skips such steps instead).")
-    if 'CheckpointMatchHook' not in names:
-        custom.append(
-            ConfigDict(
-                type='mmdet_conddetr.CheckpointMatchHook',
-                strict=strict_load,
-                checkpoint=checkpoint))
-    cfg.custom_hooks = custom
-    return notes
-
-
-_DATASET_SWAPS = {'CocoDataset': 'mmdet_conddetr.RobustCocoDataset'}
-_TRANSFORM_SWAPS = {
-    'LoadImageFromFile': 'mmdet_conddetr.RobustLoadImageFromFile'
-}
-
-
-def _swap_transforms(node) -> int:
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') in _TRANSFORM_SWAPS:
-            node['type'] = _TRANSFORM_SWAPS[node['type']]
-            count += 1
-        for key, value in node.items():
-            if key != 'type':
-                count += _swap_transforms(value)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            count += _swap_transforms(item)
-    return count
-
-
-def _datasets(node):
-    if not isinstance(node, dict):
-        return
-    yield node
-    for item in node.get('datasets') or []:
-        yield from _datasets(item)
-    yield from _datasets(node.get('dataset'))
-
-
-def use_robust_data(cfg: Config, loaders) -> List[str]:
-    """Use :class:`~mmdet_conddetr.datasets.RobustCocoDataset` and
-    :class:`~mmdet_conddetr.datasets.RobustLoadImageFromFile` where the
-    dataloaders in ``loaders`` ask for mmdet's ``CocoDataset`` and mmcv's
-    ``LoadImageFromFile`` (same arguments; clear errors, counted repairs).
-    Explicitly scoped names (``mmdet.CocoDataset``) are left alone."""
-    swapped = 0
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not isinstance(loader_cfg, dict):
-            continue
-        for dataset in _datasets(loader_cfg.get('dataset')):
-            if dataset.get('type') in _DATASET_SWAPS:
-                dataset['type'] = _DATASET_SWAPS[dataset['type']]
-                swapped += 1
-            swapped += _swap_transforms(dataset.get('pipeline'))
-    if cfg.get('tta_pipeline') is not None:
-        swapped += _swap_transforms(cfg.tta_pipeline)
-    if not swapped:
-        return []
-    return ['Data loading uses RobustCocoDataset / RobustLoadImageFromFile '
-            '(clear errors for bad annotations and images).']
+    names = [_type_name(h) for h in cfg.get('custom_hooks') or []]
+    wanted = [('CheckpointMatchHook', 'custom_hooks',
+               "dict(type='mmdet_conddetr.CheckpointMatchHook')",
+               'a checkpoint that does not fit the model is loaded partly')]
+    if training:
+        wanted += [
+            ('NonFiniteLossHook', 'custom_hooks',
+             "dict(type='mmdet_conddetr.NonFiniteLossHook')",
+             'a NaN/inf loss goes on to write NaN checkpoints'),
+            ('AtomicCheckpointHook', 'default_hooks.checkpoint',
+             "dict(type='mmdet_conddetr.AtomicCheckpointHook')",
+             'a run killed while saving leaves a truncated checkpoint')
+        ]
+        names.append(_type_name(hooks.get('checkpoint'))
+                     if isinstance(hooks, dict) else None)
+    return [
+        f'The config has no {name}: {why}. Add {entry} to {key} (the '
+        'configs of mmdet_conddetr inherit it from their _base_ files).'
+        for name, key, entry, why in wanted if name not in names
+    ]
 
 
 def _checkpoints_in(work_dir: str) -> List[str]:
@@ -229,44 +165,45 @@ def check_launch(cfg: Config) -> List[str]:
     return []
 
 
-def prepare_train(cfg: Config, config_path: str) -> List[str]:
-    """Check ``cfg`` for ``tools/train.py`` and add the safety hooks."""
+def _common_checks(cfg: Config, config_path: str, keys, loaders,
+                   phases) -> List[str]:
     set_cli_context(config=config_path, work_dir=cfg.get('work_dir'))
+    check_launcher_env(cfg.get('launcher', 'none'))
     notes = check_launch(cfg)
+    check_amp_device(cfg)
     check_work_dir(cfg.work_dir)
-    loaders = ['train_dataloader']
-    if cfg.get('val_cfg') is not None and cfg.get('val_dataloader'):
-        loaders.append('val_dataloader')
-    check_registry_types(
-        cfg, _RUNNER_KEYS + ('train_dataloader', 'train_cfg', 'optim_wrapper',
-                             'param_scheduler') +
-        (('val_dataloader', 'val_cfg', 'val_evaluator')
-         if len(loaders) > 1 else ()))
+    check_loop_trios(cfg, phases)
+    check_registry_types(cfg, _RUNNER_KEYS + keys)
+    check_dataloaders(cfg, loaders)
     check_num_classes(cfg, loaders)
     check_data_paths(cfg, loaders)
-    notes += use_robust_data(cfg, loaders)
-    if cfg.get('resume'):
-        resume_notes, checkpoint = _check_resume(cfg)
-        notes += resume_notes
-    else:
-        checkpoint = cfg.get('load_from')
-        if checkpoint:
-            _check_file(checkpoint)
-    notes += use_safe_hooks(
-        cfg, training=True, strict_load=False, checkpoint=checkpoint)
+    set_download_timeout()
+    set_cli_context(urls=config_urls(cfg))
     return notes
+
+
+def prepare_train(cfg: Config, config_path: str) -> List[str]:
+    """Check ``cfg`` for ``tools/train.py``; returns notes to log."""
+    loaders = ['train_dataloader']
+    keys = ('train_dataloader', 'train_cfg', 'optim_wrapper',
+            'param_scheduler')
+    if cfg.get('val_cfg') is not None and cfg.get('val_dataloader'):
+        loaders.append('val_dataloader')
+        keys += ('val_dataloader', 'val_cfg', 'val_evaluator')
+    notes = _common_checks(cfg, config_path, keys, loaders, ('train', 'val'))
+    if cfg.get('resume'):
+        notes += _check_resume(cfg)[0]
+    else:
+        check_new_run_dir(cfg.work_dir, resume=False)
+        if cfg.get('load_from'):
+            _check_file(cfg.load_from)
+    return notes + safety_notes(cfg, training=True)
 
 
 def prepare_test(cfg: Config, config_path: str, checkpoint: str) -> List[str]:
     """Check ``cfg`` and ``checkpoint`` for ``tools/test.py``."""
-    set_cli_context(config=config_path, work_dir=cfg.get('work_dir'))
-    notes = check_launch(cfg)
-    check_work_dir(cfg.work_dir)
-    check_registry_types(
-        cfg, _RUNNER_KEYS + ('test_dataloader', 'test_cfg', 'test_evaluator'))
-    check_num_classes(cfg, ['test_dataloader'])
-    check_data_paths(cfg, ['test_dataloader'])
+    notes = _common_checks(cfg, config_path,
+                           ('test_dataloader', 'test_cfg', 'test_evaluator'),
+                           ['test_dataloader'], ('test', ))
     _check_file(checkpoint)
-    notes += use_robust_data(cfg, ['test_dataloader'])
-    return notes + use_safe_hooks(
-        cfg, training=False, strict_load=True, checkpoint=checkpoint)
+    return notes + safety_notes(cfg, training=False)

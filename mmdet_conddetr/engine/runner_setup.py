@@ -3,8 +3,10 @@
 MMDetection's two scripts repeat the same arguments and config handling;
 here they are written once, with this package's differences:
 
-* the config is read through :func:`~mmdet_conddetr.utils.config_checks.load_config`,
+* the config is read through :func:`~.config_checks.load_config`,
   so a missing file or ``mmdet::`` base gives an error that names the fix;
+* a ``--cfg-options`` key the config cannot take (under a ``None``) is an
+  error that names it;
 * a config without ``default_scope`` runs in the ``mmdet_conddetr`` scope;
 * the notes gathered while preparing the run (input checks, CPU
   distributed set-up, AMP) are logged through the runner's logger once it
@@ -19,8 +21,9 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmdet_conddetr.errors import ConfigCheckError
 from mmdet_conddetr.registry import RUNNERS
-from mmdet_conddetr.utils.config_checks import load_config
+from .config_checks import load_config
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser,
@@ -67,7 +70,14 @@ def load_runner_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except TypeError as error:  # a key under a None or non-dict value
+            raise ConfigCheckError(
+                f'--cfg-options cannot be applied to {args.config}: {error} '
+                'Set that key in a config that inherits this one (_base_ = '
+                '[...] and a full dict value), or set the whole value.'
+            ) from error
     if cfg.get('default_scope') is None:
         cfg.default_scope = 'mmdet_conddetr'
     if args.work_dir is not None:

@@ -49,7 +49,7 @@ def make_shapes(root, num_train=8, num_val=2, img_size=64, seed=1) -> str:
 
 _TEST_PART = '''
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmdet_conddetr.RobustLoadImageFromFile'),
     dict(type='Resize', scale=(64, 64), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
@@ -92,7 +92,7 @@ model = dict(
     positional_encoding=dict(num_feats=16),
     bbox_head=dict(embed_dims=32))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmdet_conddetr.RobustLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(64, 64), keep_ratio=True),
@@ -152,18 +152,17 @@ def train_cmd(config, work_dir, *extra):
 
 
 def build_runner(config_path, work_dir, **overrides):
-    """An in-process Runner for the config (train loop, no validation)."""
+    """An in-process ``Runner.from_cfg`` for the config (train loop, no
+    validation): the safety hooks come from the config, as for every entry
+    point."""
     import mmdet_conddetr  # noqa: F401
+    from mmengine.config import Config
     from mmengine.runner import Runner
-
-    from mmdet_conddetr.engine import prepare_train
-    from mmdet_conddetr.utils.config_checks import load_config
-    cfg = load_config(str(config_path))
+    cfg = Config.fromfile(str(config_path))
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'reliability_{uuid.uuid4().hex[:8]}'
     cfg.randomness = dict(seed=0)  # no global deterministic mode in pytest
     cfg.merge_from_dict(overrides)
-    prepare_train(cfg, str(config_path))
     return Runner.from_cfg(cfg)
 
 

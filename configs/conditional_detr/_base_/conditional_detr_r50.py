@@ -229,13 +229,19 @@ param_scheduler = [
 # --auto-scale-lr` scales lr to the real total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Crash-safe checkpoint writes (kill -9, full disk) and a clear stop on a
-# NaN/inf loss; custom_hooks=[dict(type='NonFiniteLossHook', action='skip')]
-# skips such steps instead.
-# (scoped name: mmdet's default_runtime gives this dict _scope_='mmdet')
+# Crash-safe checkpoint writes (kill -9, full disk), a clear stop on a
+# NaN/inf loss (action='skip' skips such steps instead) and a refusal of a
+# checkpoint (load_from, resume, tools/test.py) that does not fit the model
+# instead of a partial load (a class head of another size is tolerated when
+# fine-tuning with load_from). Scoped names, so every entry point
+# (Runner.from_cfg, mim train, mmdet's tools/train.py, ours) builds the same
+# hooks; mmdet's default_runtime gives default_hooks _scope_='mmdet'.
 # TF32 matmuls for float32 on Ampere+ GPUs (no effect elsewhere); off with
 # --cfg-options default_hooks.tf32.allow_tf32=False.
 default_hooks = dict(
     checkpoint=dict(type='mmdet_conddetr.AtomicCheckpointHook'),
     tf32=dict(type='mmdet_conddetr.TF32Hook', allow_tf32=True))
-custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]
+custom_hooks = [
+    dict(type='mmdet_conddetr.NonFiniteLossHook', action='raise'),
+    dict(type='mmdet_conddetr.CheckpointMatchHook'),
+]

@@ -13,7 +13,12 @@
 #   test_dataloader.dataset.data_root=DIR/
 #   val_evaluator.ann_file=DIR/annotations/instances_val.json
 #   test_evaluator.ann_file=DIR/annotations/instances_val.json
-dataset_type = 'CocoDataset'
+# mmdet's CocoDataset and mmcv's LoadImageFromFile with clear errors for bad
+# annotations/images and counted repairs (mmdet_conddetr.datasets); scoped
+# names, so every entry point (Runner.from_cfg, mim, mmdet's tools, ours)
+# builds the same classes whatever its default scope.
+dataset_type = 'mmdet_conddetr.RobustCocoDataset'
+load_image = 'mmdet_conddetr.RobustLoadImageFromFile'
 data_root = 'data/shapes/'
 backend_args = None
 
@@ -30,14 +35,14 @@ metainfo = dict(classes=classes, palette=palette)
 img_scale = (64, 64)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type=load_image, backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type=load_image, backend_args=backend_args),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

@@ -109,7 +109,14 @@ default_hooks = dict(
         rule='greater'),
     # TF32 matmuls for float32 on Ampere+ GPUs, no effect elsewhere
     tf32=dict(type='mmdet_conddetr.TF32Hook', allow_tf32=True))
-# Stop with a clear error on a NaN/inf loss (action='skip' skips the step).
-custom_hooks = [dict(type='NonFiniteLossHook', action='raise')]
+# Stop with a clear error on a NaN/inf loss (action='skip' skips the step);
+# refuse a checkpoint (load_from, resume, tools/test.py) that does not fit the
+# model instead of loading it partly (a class head of another size is
+# tolerated when fine-tuning with load_from). Scoped names: the same hooks
+# from every entry point.
+custom_hooks = [
+    dict(type='mmdet_conddetr.NonFiniteLossHook', action='raise'),
+    dict(type='mmdet_conddetr.CheckpointMatchHook'),
+]
 log_processor = dict(type='LogProcessor', window_size=25, by_epoch=True)
 randomness = dict(seed=0)

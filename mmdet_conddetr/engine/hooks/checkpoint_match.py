@@ -13,16 +13,20 @@ see :mod:`mmdet_conddetr.checkpoint`) with the model's own keys and shapes
 and raises :class:`CheckpointMismatchError` -- naming what differs and how to
 fix it -- unless they match exactly.
 
-The one tolerated difference, with ``strict=False`` (what ``tools/train.py``
-uses for ``load_from`` when not resuming), is the class head
-(``bbox_head.fc_cls``) of another number of classes: fine-tuning COCO weights
-on another dataset. It is logged as a warning; the head keeps its
-initialisation.
+The one tolerated difference, when training starts from ``load_from``
+(not resuming), is the class head (``bbox_head.fc_cls``) of another number
+of classes: fine-tuning COCO weights on another dataset. The head is then
+re-initialised (prior-probability bias) and one warning line says so.
+Testing and resuming are strict.
+The hook tells training from testing by itself, so the same config entry
+(``custom_hooks=[dict(type='mmdet_conddetr.CheckpointMatchHook')]`` in the
+``_base_`` files) serves ``Runner.from_cfg``, ``mim``, mmdet's tools and ours.
 """
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.runner import BaseLoop
 
 from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
                                        convert, detect_source,
@@ -166,27 +170,35 @@ class CheckpointMatchHook(Hook):
     """Check every checkpoint the runner loads against the model.
 
     Args:
-        strict (bool): Refuse any difference. With False a class head of
-            another size is tolerated (with a warning) unless the run is
-            resuming. ``tools/test.py`` uses True, ``tools/train.py`` False.
-        checkpoint (str, optional): Name of the file, for the messages.
+        strict (bool, optional): Refuse any difference. None (default):
+            strict when testing or resuming; when training from
+            ``load_from`` a class head of another size is tolerated (with a
+            warning).
+        checkpoint (str, optional): Name of the file for the messages
+            (default: the runner's ``load_from``).
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, strict: bool = True, checkpoint: Optional[str] = None):
+    def __init__(self,
+                 strict: Optional[bool] = None,
+                 checkpoint: Optional[str] = None):
         self.strict = strict
         self.checkpoint = checkpoint
 
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
         resuming = bool(getattr(runner, '_resume', False))
+        # Runner.train() builds its train loop before loading; test() and
+        # val() leave it a config dict.
+        training = isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+        strict = (not training) if self.strict is None else self.strict
         name = self.checkpoint or getattr(runner, '_load_from', None) or \
             'the checkpoint'
         config = getattr(runner.cfg, 'filename', None) or 'the config'
         notes = match_checkpoint(
             checkpoint,
             _target_model(runner),
-            strict=self.strict or resuming,
+            strict=strict or resuming,
             name=str(name),
             config=config)
         for note in notes:

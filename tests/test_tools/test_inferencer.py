@@ -18,7 +18,7 @@ from mmengine.registry import init_default_scope
 from mmdet_conddetr.checkpoint import export_state_dict
 from mmdet_conddetr.models import ConditionalDETR
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 SHAPES = osp.join(ROOT, 'configs', 'conditional_detr', 'shapes_demo.py')
 R50 = osp.join(ROOT, 'configs', 'conditional_detr', 'r50_50ep.py')
 

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 from packaging.version import Version
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 FORBIDDEN = 'torchvision'
 SCANNED_DIRS = ('mmdet_conddetr', 'tools', 'tests')
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'check_env.py'
+TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'check_env.py'
 
 
 def load_tool():

@@ -27,7 +27,8 @@ from torch.utils.data import Dataset
 import mmdet_conddetr  # noqa: F401  (registers the allow-list)
 from mmdet_conddetr.utils import safe_load
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), '..', '..'))
 TORCH_VERSION = safe_load._torch_version()
 needs_weights_only_default = pytest.mark.skipif(
     TORCH_VERSION < (2, 6),

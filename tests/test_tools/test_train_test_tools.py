@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOLS = osp.join(REPO_ROOT, 'tools')
 MAKE_DATA = osp.join(TOOLS, 'misc', 'make_shapes_dataset.py')
 

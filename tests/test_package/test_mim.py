@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 # Build products, local data and environments: not part of a source tree.
 UNPACKAGED = ('.git', '.venv', '.stamps', '.pytest_cache', '.mim', 'build',
