@@ -6,10 +6,10 @@ registry scope, allow-lists the types mmengine writes into checkpoints (so
 ``mmdet_conddetr::conditional_detr/<config>.py`` paths resolvable.
 """
 from .utils.package_paths import register_package_configs
-from .utils.safe_load import allow_mmengine_checkpoint_types
+from .utils.safe_load import allow_checkpoint_types
 from .version import __version__
 
-allow_mmengine_checkpoint_types()
+allow_checkpoint_types()
 register_package_configs()
 
 from . import models  # noqa: E402,F401  (registers the modules)

@@ -10,7 +10,6 @@ unless the caller explicitly trusts it (``unsafe_load=True``).
 
 Hugging Face ``.safetensors`` files are read with ``safetensors``.
 """
-import argparse
 import datetime
 import importlib.util
 import os
@@ -26,6 +25,7 @@ import torch
 
 from .convert import ConversionResult, convert, extract_state_dict
 from ..errors import CheckpointFileError, UnsafeCheckpointError
+from ..utils.safe_load import allow_checkpoint_types
 from .layouts import get_layout
 from .layouts.native import NATIVE
 
@@ -37,28 +37,19 @@ __all__ = [
 _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTOCOLS = tuple(bytes([0x80, p]) for p in range(2, 6))
 
-_registered = False
-
-
 def allow_foreign_checkpoint_types() -> bool:
     """Allow ``argparse.Namespace`` in ``torch.load(weights_only=True)``.
 
     Needed to read the official repository's checkpoints, with this package's
-    tools and through mmengine's loader (``load_from``). A Namespace only
-    holds attributes, themselves limited to the allow-listed types.
+    tools and through mmengine's loader (``load_from``). The one allow-list
+    of the package is :mod:`mmdet_conddetr.utils.safe_load` (importing the
+    package registers it); this name stays for callers of the checkpoint
+    API.
 
     Returns:
         bool: False on torch without ``add_safe_globals`` (< 2.4).
     """
-    global _registered
-    if _registered:
-        return True
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is None:
-        return False
-    add_safe_globals([argparse.Namespace])
-    _registered = True
-    return True
+    return allow_checkpoint_types()
 
 
 def _describe_bytes(head: bytes) -> str:

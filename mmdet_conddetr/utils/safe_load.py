@@ -1,4 +1,10 @@
-"""Let ``torch.load(weights_only=True)`` read checkpoints written by mmengine.
+"""Let ``torch.load(weights_only=True)`` read checkpoints written by mmengine
+(and the official repository's, which also store an ``argparse.Namespace``).
+
+This is the package's one call of ``add_safe_globals``: importing
+``mmdet_conddetr`` runs :func:`allow_checkpoint_types`, and
+:mod:`mmdet_conddetr.checkpoint` calls it again before reading a file (a
+no-op then).
 
 Why this exists
 ---------------
@@ -44,11 +50,15 @@ on, which is also when ``weights_only=True`` became the default. On torch 2.4
 and 2.5 only the plain classes are registered (they help callers that pass
 ``weights_only=True`` explicitly); on older torch this module does nothing.
 """
+import argparse
 import pickle
 
 import torch
 
-__all__ = ['allow_mmengine_checkpoint_types', 'mmengine_checkpoint_safe_globals']
+__all__ = [
+    'allow_checkpoint_types', 'allow_mmengine_checkpoint_types',
+    'mmengine_checkpoint_safe_globals'
+]
 
 # Statistics methods HistoryBuffer registers for itself in
 # ``HistoryBuffer._set_default_statistics`` and saves in ``__getstate__``.
@@ -102,7 +112,8 @@ def _numpy_module(new_name, old_name):
 
 
 def mmengine_checkpoint_safe_globals():
-    """Return the globals mmengine 0.10.x checkpoints need, with their names.
+    """Return the globals mmengine 0.10.x checkpoints need, with their names
+    (and ``argparse.Namespace`` of the official checkpoints).
 
     Returns:
         list[tuple[object, str]]: ``(object, full name in the pickle)`` pairs.
@@ -115,6 +126,8 @@ def mmengine_checkpoint_safe_globals():
     multiarray = _numpy_module('numpy._core.multiarray',
                                'numpy.core.multiarray')
     entries = [
+        # the official repository's main.py saves its command line
+        (argparse.Namespace, 'argparse.Namespace'),
         (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
         (_history_buffer_getattr, 'builtins.getattr'),
         (np.ndarray, 'numpy.ndarray'),
@@ -130,7 +143,7 @@ def mmengine_checkpoint_safe_globals():
     return entries
 
 
-def allow_mmengine_checkpoint_types():
+def allow_checkpoint_types():
     """Allow-list mmengine's checkpoint contents for ``weights_only`` loads.
 
     Registers the entries of :func:`mmengine_checkpoint_safe_globals` with
@@ -159,3 +172,8 @@ def allow_mmengine_checkpoint_types():
         ])
     _registered = True
     return True
+
+
+# The name the package used before the allow-list also took the official
+# checkpoints' Namespace.
+allow_mmengine_checkpoint_types = allow_checkpoint_types
