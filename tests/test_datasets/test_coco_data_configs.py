@@ -47,6 +47,8 @@ def test_every_coco_config_uses_the_official_pipeline(name, reference):
     assert cfg.auto_scale_lr.base_batch_size == GPUS * per_gpu
     train = cfg.train_dataloader
     assert train.dataset.pipeline == reference.train_pipeline
+    # the eval-pipeline tests build R50's and DC5's; all share these
+    assert cfg.model.data_preprocessor == reference.model.data_preprocessor
     assert train.batch_size == per_gpu
     assert train.batch_sampler is None  # no aspect-ratio grouping
     assert train.drop_last is True and train.sampler.shuffle is True
