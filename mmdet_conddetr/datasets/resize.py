@@ -11,7 +11,8 @@ from DETR):
   ``max_size`` caps the long side, and the long side is *truncated*
   (``int(size * long / short)``); mmcv's ``rescale_size`` rounds it and
   caps both sides, so a 640x480 image becomes 1067x800 there and 1066x800
-  here (and with the cap the two differ by -2..+3 px). When the cap applies,
+  here (for images of 50..640 px, the long side is 1 px longer there for
+  49 % of sizes, and -6..+6 px off where the cap applies). With the cap,
   the short side becomes ``round(max_size * short / long)`` and the long side
   is again truncated, so it can exceed ``max_size`` by one pixel, as
   officially. A ``(w, h)`` tuple is an exact output size.
