@@ -32,9 +32,10 @@ decoder:
   on CUDA mmdet calls mmcv's kernel, which in fp16 takes ``log(0)`` for any
   logit below about -17.3 or above 8.3 (NaN loss), and has no bf16 kernel;
 * ``inverse_sigmoid`` of the reference points and the box sigmoid: in fp16
-  a reference coordinate rounds to 1 above a head output of ~8.3 and the
-  backward of ``log(x / (1 - x))`` overflows from ~8 on, so GradScaler
-  would skip every step; fp32 keeps the official values and gradients;
+  the backward of ``log(x / (1 - x))`` overflows from a reference-head
+  output of ~5.7 on (GradScaler would skip step after step), and above
+  ~8.3 the reference rounds to 1; fp32 keeps the official values and
+  gradients;
 * L1 and GIoU (areas, unions, hull) on fp32 boxes: GIoU's ``eps=1e-6`` and
   the products of small widths are below fp16's normal range;
 * the box count normaliser is an fp32 tensor.
