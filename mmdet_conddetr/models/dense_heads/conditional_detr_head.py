@@ -111,8 +111,8 @@ class ConditionalDETRHead(BaseModule):
             references (Tensor): Reference points, [B, Q, 2] in 0..1.
 
         Returns:
-            tuple[Tensor, Tensor]: Logits [L, B, Q, C] and normalised
-            cxcywh boxes [L, B, Q, 4].
+            tuple[Tensor, Tensor]: fp32 logits [L, B, Q, C] and normalised
+            cxcywh boxes [L, B, Q, 4], whatever the autocast state.
         """
         # fp32 from here on (a no-op without autocast): see the module doc.
         box_logits = self.fc_reg(hidden_states).float()

@@ -115,6 +115,10 @@ class BatchedHungarianAssigner:
         Returns:
             list[list[tuple[Tensor, Tensor]]]: ``[n][b] = (query_index,
             gt_index)``, int64 CPU tensors of length ``G_b``.
+
+        Raises:
+            FloatingPointError: the cost of some ground truth is not finite
+                (checked on its host copy), naming the culprit.
         """
         num_queries = cls_logits.size(-2)
         counts = [len(labels) for labels in gt_labels]
