@@ -24,7 +24,6 @@ class Layout:
         title (str): Human-readable name for messages.
         required (tuple[str]): Regexes that all match some key of a state
             dict in this layout (and, together, of no other layout).
-        example (str): A typical key, shown in messages.
         class_rows (int): Rows of the class head this layout's published
             checkpoints have, used by default when exporting to it.
         frozen_bn (bool): Whether its backbone BN has no
@@ -37,7 +36,6 @@ class Layout:
     name = ''
     title = ''
     required = ()
-    example = ''
     class_rows = 80
     frozen_bn = False
     container = 'state_dict'
@@ -51,6 +49,14 @@ class Layout:
         return all(
             any(re.search(pattern, key) for key in keys)
             for pattern in self.required)
+
+    @property
+    def example(self) -> str:
+        """A typical key, for messages: the first required pattern at layer
+        0 (its first alternative)."""
+        key = self.required[0].strip('^$').replace(r'\d+', '0')
+        key = re.sub(r'\(([^|()]*)\|[^()]*\)', r'\1', key)
+        return key.replace('\\', '')
 
     def to_native(self, state_dict) -> Converted:
         """Rename to this package's layout (unmatched keys reported)."""

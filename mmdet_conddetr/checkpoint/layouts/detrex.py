@@ -28,9 +28,8 @@ as ``detrex <-> official``; detrex's own trained weights share the layout.
 """
 from dataclasses import replace
 
-from ..keymap import KeyMap, chain
-from . import Layout
-from .official import native_then_official, official_then_native
+from ..keymap import KeyMap
+from .official import ViaOfficialLayout
 from .rules import (CROSS_ATTN_PROJ, OFFICIAL_NAMES, resnet_rules,
                     transformer_rules)
 
@@ -82,23 +81,13 @@ DETREX_TO_OFFICIAL = KeyMap(
     # TorchvisionResNet (detrex's DC5 configs): same names, other prefix.
     resnet_rules('backbone.body', _OFFICIAL_BACKBONE) +
     transformer_rules(DETREX_NAMES, OFFICIAL_NAMES))
-_OFFICIAL_TO_DETREX = DETREX_TO_OFFICIAL.inverse()
 
 
-class DetrexLayout(Layout):
+class DetrexLayout(ViaOfficialLayout):
+    to_official = DETREX_TO_OFFICIAL
     name = 'detrex'
     title = 'detrex (IDEA-Research/detrex projects/conditional_detr)'
     required = (r'^transformer\.decoder\.layers\.\d+\.attentions\.1\.'
                 r'query_pos_sine_proj\.weight$', )
-    example = ('transformer.decoder.layers.0.attentions.1.'
-               'query_pos_sine_proj.weight')
     class_rows = 80
-    frozen_bn = True
     container = 'model'
-
-    def to_native(self, state_dict):
-        return official_then_native(DETREX_TO_OFFICIAL.convert(state_dict))
-
-    def from_native(self, state_dict):
-        first = native_then_official(state_dict)
-        return chain(first, _OFFICIAL_TO_DETREX.convert(first.state_dict))

@@ -36,8 +36,7 @@ from dataclasses import replace
 import torch
 
 from ..keymap import Converted, KeyMap, chain
-from . import Layout
-from .official import native_then_official, official_then_native
+from .official import ViaOfficialLayout
 from .rules import (CROSS_ATTN_PROJ, OFFICIAL_NAMES, resnet_rules,
                     transformer_rules)
 
@@ -51,15 +50,15 @@ _OFFICIAL_BACKBONE = 'backbone.0.body'
 #: name ``self_attn.in_proj_{w}``).
 HUB_NAMES = replace(
     OFFICIAL_NAMES,
-    top=('model.input_projection', 'class_labels_classifier',
-         'bbox_predictor.layers.{m}', 'model.decoder.layernorm',
-         'model.decoder.query_scale.layers.{m}',
-         'model.decoder.ref_point_head.layers.{m}'),
-    query='model.query_position_embeddings.weight',
     encoder_layer='model.encoder.layers.{n}',
     encoder=('self_attn.out_proj', 'fc1', 'fc2', 'self_attn_layer_norm',
              'final_layer_norm'),
     decoder_layer='model.decoder.layers.{n}',
+    query='model.query_position_embeddings.weight',
+    top=('model.input_projection', 'class_labels_classifier',
+         'bbox_predictor.layers.{m}', 'model.decoder.layernorm',
+         'model.decoder.query_scale.layers.{m}',
+         'model.decoder.ref_point_head.layers.{m}'),
     decoder=('self_attn.out_proj', 'encoder_attn.out_proj', 'fc1', 'fc2',
              'self_attn_layer_norm', 'encoder_attn_layer_norm',
              'final_layer_norm'))
@@ -115,7 +114,6 @@ HF_TO_OFFICIAL = KeyMap(
     # timm's ResNet has torchvision's names (the exported form: first).
     resnet_rules(_HUB_BACKBONE.rstrip('.'), _OFFICIAL_BACKBONE) +
     _resnet_backbone_rules() + transformer_rules(HUB_NAMES, OFFICIAL_NAMES))
-_OFFICIAL_TO_HF = HF_TO_OFFICIAL.inverse()
 
 _QKV = re.compile(r'(model\.encoder\.layers\.\d+\.self_attn)\.([qkv])_proj\.'
                   r'(weight|bias)')
@@ -183,23 +181,20 @@ def _split_qkv(converted: Converted) -> Converted:
     return split
 
 
-class HFLayout(Layout):
+class HFLayout(ViaOfficialLayout):
+    """Hub files hold the encoder's q/k/v apart: fused before the renaming to
+    the official names, split after the renaming back."""
+    to_official = HF_TO_OFFICIAL
     name = 'hf'
-    title = ('Hugging Face transformers ConditionalDetrForObjectDetection')
+    title = 'Hugging Face transformers ConditionalDetrForObjectDetection'
     required = (r'^model\.decoder\.layers\.\d+\.(ca_qpos_sine_proj|'
                 r'encoder_attn\.q_pos_sine_proj)\.weight$', )
-    example = 'model.decoder.layers.0.ca_qpos_sine_proj.weight'
     class_rows = 91
-    frozen_bn = True
     container = None
 
     def to_native(self, state_dict):
         hub = _fuse_qkv(_to_hub_names(state_dict))
-        return official_then_native(chain(hub,
-                                          HF_TO_OFFICIAL.convert(
-                                              hub.state_dict)))
+        return chain(hub, super().to_native(hub.state_dict))
 
     def from_native(self, state_dict):
-        first = native_then_official(state_dict)
-        hub = chain(first, _OFFICIAL_TO_HF.convert(first.state_dict))
-        return _split_qkv(hub)
+        return _split_qkv(super().from_native(state_dict))

@@ -56,7 +56,6 @@ class MMDetLayout(Layout):
     required = (r'^encoder\.layers\.\d+\.self_attn\.attn\.in_proj_weight$',
                 r'^decoder\.layers\.\d+\.cross_attn\.qpos_sine_proj\.'
                 r'weight$')
-    example = 'encoder.layers.0.self_attn.attn.in_proj_weight'
     class_rows = 80
     frozen_bn = False
     container = 'state_dict'

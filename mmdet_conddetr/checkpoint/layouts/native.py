@@ -163,7 +163,6 @@ class NativeLayout(Layout):
     required = (r'^encoder\.layers\.\d+\.self_attn\.in_proj\.weight$',
                 r'^decoder\.layers\.\d+\.cross_attn\.qpos_sine_proj\.'
                 r'weight$')
-    example = 'encoder.layers.0.self_attn.in_proj.weight'
     class_rows = 80
     frozen_bn = False
     container = 'state_dict'

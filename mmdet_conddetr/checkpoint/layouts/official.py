@@ -24,12 +24,14 @@ Names come from these modules of the official code:
 * ``transformer.decoder.norm``, ``.query_scale.layers.0/1``,
   ``.ref_point_head.layers.0/1``.
 """
+from typing import Optional
+
 from ..keymap import KeyMap, chain
 from . import Layout
 from .rules import (NATIVE_NAMES, OFFICIAL_NAMES, resnet_rules,
                     transformer_rules)
 
-__all__ = ['OfficialLayout', 'OFFICIAL_TO_NATIVE']
+__all__ = ['OfficialLayout', 'ViaOfficialLayout', 'OFFICIAL_TO_NATIVE']
 
 #: official -> this package (renaming only).
 OFFICIAL_TO_NATIVE = KeyMap(
@@ -43,18 +45,30 @@ class OfficialLayout(Layout):
     title = 'official Conditional DETR (Atten4Vis/ConditionalDETR)'
     required = (r'^transformer\.decoder\.layers\.\d+\.ca_qpos_sine_proj\.'
                 r'weight$', )
-    example = 'transformer.decoder.layers.0.ca_qpos_sine_proj.weight'
     class_rows = 91
     frozen_bn = True
     container = 'model'
     renaming = OFFICIAL_TO_NATIVE
 
 
-def official_then_native(converted):
-    """Chain an ``X -> official`` result with ``official -> ours``."""
-    return chain(converted, OFFICIAL_TO_NATIVE.convert(converted.state_dict))
+class ViaOfficialLayout(Layout):
+    """A layout renamed to the official one (``to_official``), then to ours.
 
+    detrex's and Hugging Face's converters were written from the official
+    layout, so theirs are expressed against it and composed here. Their
+    published files were converted from the official weights: frozen BN.
+    """
+    to_official: Optional[KeyMap] = None
+    frozen_bn = True
 
-def native_then_official(state_dict):
-    """``ours -> official`` (the first step of every ``ours -> X``)."""
-    return _NATIVE_TO_OFFICIAL.convert(state_dict)
+    def __init__(self) -> None:
+        super().__init__()
+        self._from_official = self.to_official.inverse()
+
+    def to_native(self, state_dict):
+        first = self.to_official.convert(state_dict)
+        return chain(first, OFFICIAL_TO_NATIVE.convert(first.state_dict))
+
+    def from_native(self, state_dict):
+        first = _NATIVE_TO_OFFICIAL.convert(state_dict)
+        return chain(first, self._from_official.convert(first.state_dict))
