@@ -10,7 +10,8 @@ checkpoint stays strict.
 """
 import glob
 import os.path as osp
-import subprocess
+import runpy
+import sys
 
 import pytest
 import torch
@@ -20,8 +21,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import mmdet_conddetr  # noqa: F401
-from helpers.reliability import (DEMO_CONFIG, make_shapes, tool_env,
-                                 train_cmd)
+from helpers.reliability import DEMO_CONFIG, TOOLS, make_shapes
 from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, PRIOR_BIAS,
                                        convert, export_state_dict,
                                        save_checkpoint)
@@ -49,11 +49,11 @@ data_root = {data_root!r}
 train_dataloader = dict(
     batch_size=4, batch_sampler=None,
     sampler=dict(type='InfiniteSampler', shuffle=False),
-    dataset=dict(data_root=data_root,
-                 pipeline=[dict(type='mmdet_conddetr.RobustLoadImageFromFile'),
-                           dict(type='LoadAnnotations', with_bbox=True),
-                           dict(type='Resize', scale=(64, 64), keep_ratio=True),
-                           dict(type='PackDetInputs')]))
+    dataset=dict(data_root=data_root, pipeline=[
+        dict(type='mmdet_conddetr.RobustLoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='Resize', scale=(64, 64), keep_ratio=True),
+        dict(type='PackDetInputs')]))
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
@@ -152,15 +152,18 @@ def test_load_from_coco_checkpoint_runner_from_cfg(setup, tmp_path):
     assert sum(losses[-3:]) < 0.9 * sum(losses[:3]), losses
 
 
-def test_load_from_coco_checkpoint_train_tool(setup, tmp_path):
+def test_load_from_coco_checkpoint_train_tool(setup, tmp_path, monkeypatch):
+    """tools/train.py (run in-process, as a user's command line) does the
+    same: its preflight adds nothing that changes the load."""
     work_dir = tmp_path / 'wd'
-    result = subprocess.run(
-        train_cmd(setup['config'], work_dir, '--cfg-options',
-                  f"load_from={setup['checkpoint']}",
-                  'train_cfg.max_iters=1'),
-        env=tool_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.setattr(sys, 'argv', [
+        'train.py', setup['config'], '--work-dir',
+        str(work_dir), '--cfg-options', f"load_from={setup['checkpoint']}",
+        'train_cfg.max_iters=1'
+    ])
+    runpy.run_path(osp.join(TOOLS, 'train.py'), run_name='__main__')
     _assert_fine_tune_note(_log_text(work_dir))
+    assert osp.exists(osp.join(str(work_dir), 'iter_1.pth'))
 
 
 def test_testing_from_coco_checkpoint_stays_strict(setup, tmp_path):
