@@ -27,7 +27,8 @@ line), see :func:`allow_foreign_checkpoint_types`.
 from .coco_classes import (COCO_CATEGORY_IDS, COCO_UNUSED_IDS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
 from .convert import (SOURCES, ConversionResult, convert, convert_state_dict,
-                      detect_source, export_state_dict, extract_state_dict)
+                      export_state_dict)
+from .detect import detect_source, extract_state_dict
 from ..errors import (CheckpointError, CheckpointFileError,
                       CheckpointMismatchError, KeyMismatchError,
                       NumClassesError, UnknownLayoutError,

@@ -1,15 +1,15 @@
-"""Recognise a checkpoint's layout and convert it to (or from) ours.
+"""Convert a checkpoint to (or from) this package's layout.
 
-The entry points are :func:`detect_source`, :func:`convert_state_dict` (and
-:func:`convert`, which also reports what it did) and
-:func:`export_state_dict`. Conversion never loads partially: every source
-key must be consumed by a renaming rule and every key of the target layout
-filled, otherwise a :class:`KeyMismatchError` lists both sets. The only
+The entry points are :func:`convert_state_dict` (and :func:`convert`, which
+also reports what it did) and :func:`export_state_dict`; the source layout
+is recognised by :func:`.detect.detect_source`. Conversion never loads
+partially: every source key must be consumed by a renaming rule and every
+key of the target layout filled, otherwise a :class:`KeyMismatchError`
+lists both sets. The only
 tensors created rather than renamed are the BN ``num_batches_tracked``
 counters (zero) that frozen-BN layouts lack, and, when 80 class rows are
 expanded to 91, the rows of the unused COCO ids.
 """
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Collection, List, Mapping, Optional
@@ -18,40 +18,20 @@ import torch
 
 from .coco_classes import (NUM_COCO_CLASSES, NUM_COCO_ID_ROWS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
-from ..errors import (CheckpointFileError, KeyMismatchError, NumClassesError,
-                      UnknownLayoutError, format_keys)
+from ..errors import KeyMismatchError, NumClassesError
+from .detect import detect_source, extract_state_dict
 from .layouts import LAYOUTS, get_layout
 from .layouts.native import (CLASS_BIAS, CLASS_WEIGHT, NATIVE,
                              drop_num_batches_tracked, expected_keys,
                              fill_num_batches_tracked)
 
 __all__ = [
-    'ConversionResult', 'detect_source', 'convert', 'convert_state_dict',
-    'export_state_dict', 'extract_state_dict', 'SOURCES'
+    'ConversionResult', 'convert', 'convert_state_dict', 'export_state_dict',
+    'SOURCES'
 ]
 
 #: Values accepted for ``source`` (besides ``'auto'``).
 SOURCES = tuple(LAYOUTS)
-
-# Relatives and strangers, recognised to explain a refusal. Checked before
-# the supported layouts: DAB-DETR, for one, also has ``qpos_sine_proj``.
-_OTHER_ARCHITECTURES = (
-    (r'(^|\.)ref_anchor_head\.', 'DAB-DETR (anchor-box queries)'),
-    (r'\.sampling_offsets\.', 'Deformable DETR or a derivative (deformable '
-     'attention)'),
-    (r'(^|\.)(label_enc|dn_query_generator)\.', 'DN-DETR/DINO (denoising '
-     'queries)'),
-    (r'^(detr\.)?transformer\.decoder\.layers\.\d+\.multihead_attn\.',
-     'DETR (facebookresearch/detr layout)'),
-    (r'^decoder\.layers\.\d+\.cross_attn\.attn\.in_proj_weight$',
-     "MMDetection's DETR"),
-    (r'^model\.decoder\.layers\.\d+\.encoder_attn\.(q_proj|k_proj)\.',
-     'a Hugging Face DETR-family model other than Conditional DETR'),
-    (r'^(rpn_head|roi_head)\.', 'a two-stage MMDetection detector'),
-    (r'^fc\.weight$', 'an image classification network (ImageNet backbone '
-     'weights)'),
-)
-
 
 @dataclass
 class ConversionResult:
@@ -80,109 +60,6 @@ class ConversionResult:
             text += (f'; class head {self.source_num_classes} -> '
                      f'{self.num_classes} rows by COCO category id')
         return text
-
-
-def _is_tensor_like(value) -> bool:
-    if isinstance(value, torch.Tensor):
-        return True
-    return type(value).__module__ == 'numpy' and hasattr(value, 'shape')
-
-
-def extract_state_dict(checkpoint) -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict inside a loaded checkpoint.
-
-    Accepts a bare state dict or the containers the supported repositories
-    write: ``{'state_dict': ...}`` (mmengine/MMDetection), ``{'model': ...}``
-    (official, detectron2/detrex), ``{'module': ...}``. A ``module.`` prefix
-    on every key (DistributedDataParallel) is removed; numpy arrays
-    (detectron2 ``.pkl`` files) become tensors.
-
-    Raises:
-        CheckpointFileError: if no state dict can be found.
-    """
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFileError(
-            f'the checkpoint holds a {type(checkpoint).__name__}, not a dict '
-            'of tensors (state dict)')
-    state = checkpoint
-    for _ in range(3):  # containers nest at most a couple of levels
-        if state and all(_is_tensor_like(v) for v in state.values()):
-            break
-        for container in ('state_dict', 'model', 'module'):
-            inner = state.get(container)
-            if isinstance(inner, Mapping) and inner:
-                state = inner
-                break
-        else:
-            break
-    if not state or not all(_is_tensor_like(v) for v in state.values()):
-        top = ', '.join(repr(k) for k in list(checkpoint)[:12])
-        raise CheckpointFileError(
-            'no state dict found in the checkpoint: expected a dict of '
-            "tensors, possibly under 'state_dict' or 'model'; its top-level "
-            f'keys are {top or "(none)"}')
-    out = OrderedDict()
-    strip = all(key.startswith('module.') for key in state)
-    for key, value in state.items():
-        if strip:
-            key = key[len('module.'):]
-        if not isinstance(value, torch.Tensor):
-            value = torch.from_numpy(value)
-        out[key] = value
-    return out
-
-
-def detect_source(state_dict: Mapping[str, object],
-                  raise_error: bool = True) -> Optional[str]:
-    """Name the layout of a state dict from its keys.
-
-    Args:
-        state_dict: A state dict (or a checkpoint holding one).
-        raise_error: Raise if no layout matches; otherwise return None.
-
-    Returns:
-        str | None: One of :data:`SOURCES`.
-
-    Raises:
-        UnknownLayoutError: if the keys match no supported layout, or match
-            another architecture (the message names it).
-    """
-    try:
-        keys = list(extract_state_dict(state_dict))
-    except CheckpointFileError:
-        if raise_error:
-            raise
-        return None
-    for pattern, name in _OTHER_ARCHITECTURES:
-        hit = next((k for k in keys if re.search(pattern, k)), None)
-        if hit is not None:
-            if not raise_error:
-                return None
-            raise UnknownLayoutError(
-                f'this is not a Conditional DETR checkpoint: it looks like '
-                f'{name} (key {hit!r}). Supported layouts: '
-                f'{_layout_list()}.')
-    found = [name for name, layout in LAYOUTS.items() if layout.matches(keys)]
-    if len(found) == 1:
-        return found[0]
-    if not raise_error:
-        return None
-    if found:
-        raise UnknownLayoutError(
-            f'the keys match several layouts ({", ".join(found)}); pass the '
-            'source explicitly')
-    raise UnknownLayoutError(
-        'the keys match no supported Conditional DETR layout, so this looks '
-        'like a checkpoint of another architecture. Supported layouts '
-        f'(and a typical key): {_layout_list(examples=True)}. First keys of '
-        'this checkpoint:\n' + format_keys(keys, 12))
-
-
-def _layout_list(examples: bool = False) -> str:
-    items = []
-    for name, layout in LAYOUTS.items():
-        items.append(f'{name} ({layout.example!r})' if examples else name)
-    return ', '.join(items)
 
 
 def _map_classes(state_dict: 'OrderedDict',

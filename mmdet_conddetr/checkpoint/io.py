@@ -23,7 +23,8 @@ from typing import Collection, Mapping, Optional
 
 import torch
 
-from .convert import ConversionResult, convert, extract_state_dict
+from .convert import ConversionResult, convert
+from .detect import extract_state_dict
 from ..errors import CheckpointFileError, UnsafeCheckpointError
 from ..utils.safe_load import allow_checkpoint_types
 from .layouts import get_layout

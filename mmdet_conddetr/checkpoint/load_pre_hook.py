@@ -16,7 +16,8 @@ e.g. a partial checkpoint) is left to the loader as usual.
 """
 from mmengine.logging import print_log
 
-from .convert import convert, detect_source, extract_state_dict
+from .convert import convert
+from .detect import detect_source, extract_state_dict
 from ..errors import CheckpointFileError, NumClassesError
 from .layouts.native import CLASS_WEIGHT, NATIVE
 
