@@ -46,8 +46,8 @@ def _dataset(ann_file, **kwargs):
 
 
 def _boxes(dataset, img_id):
-    [info] = [d for d in (dataset.get_data_info(i)
-                          for i in range(len(dataset))) if d['img_id'] == img_id]
+    infos = (dataset.get_data_info(i) for i in range(len(dataset)))
+    [info] = [d for d in infos if d['img_id'] == img_id]
     return [(i['bbox'], i['ignore_flag']) for i in info['instances']]
 
 

@@ -115,7 +115,8 @@ def test_switching_back_to_mmdets_pipeline(tmp_path):
         '_base_.mmdet_test_pipeline))\n')
     cfg = Config.fromfile(str(child))
     train = cfg.train_dataloader.dataset.pipeline
-    assert train[0].type == 'LoadImageFromFile' and 'color_type' not in train[0]
+    assert train[0].type == 'LoadImageFromFile'
+    assert 'color_type' not in train[0]
     choice = train[3].transforms
     assert choice[0][0].keep_ratio is True
     assert choice[0][0].scales[0] == (480, 1333)

@@ -173,9 +173,12 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # MMDetection's own DETR pipeline (cv2 resize with mmcv's size rule), for a
-# config that prefers it:
-#   train_dataloader = dict(dataset=dict(pipeline=_base_.mmdet_train_pipeline))
-#   val_dataloader = test_dataloader = dict(dataset=dict(pipeline=_base_.mmdet_test_pipeline))
+# config that prefers it (README, "Where MMDetection 3.3's built-in
+# ConditionalDETR differs"):
+#   train_dataloader = dict(
+#       dataset=dict(pipeline=_base_.mmdet_train_pipeline))
+#   val_dataloader = test_dataloader = dict(
+#       dataset=dict(pipeline=_base_.mmdet_test_pipeline))
 _mmdet_scales = [(s, 1333) for s in train_short_sides]
 mmdet_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
