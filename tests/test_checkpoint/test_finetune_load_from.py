@@ -6,7 +6,8 @@ A tiny model (Bottleneck ResNet, so it has the official layout's keys) with
 weight but the class head equals the checkpoint's, the head has 4 rows and
 the prior bias, one log line says so, and the loss falls. Tested through
 ``Runner.from_cfg`` and through ``tools/train.py``; testing from the same
-checkpoint stays strict.
+checkpoint stays strict. The detrex, HF, MMDetection and our own layouts go
+through the same check (``match_checkpoint``) directly.
 """
 import glob
 import os.path as osp
@@ -22,9 +23,10 @@ from mmengine.runner import Runner
 
 import mmdet_conddetr  # noqa: F401
 from helpers.reliability import DEMO_CONFIG, TOOLS, make_shapes
-from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, PRIOR_BIAS,
-                                       convert, export_state_dict,
+from mmdet_conddetr.checkpoint import (CLASS_BIAS, CLASS_WEIGHT, LAYOUTS,
+                                       PRIOR_BIAS, convert, export_state_dict,
                                        save_checkpoint)
+from mmdet_conddetr.engine.hooks import match_checkpoint
 from mmdet_conddetr.errors import CheckpointMismatchError
 from mmdet_conddetr.registry import MODELS
 
@@ -95,7 +97,7 @@ def setup(tmp_path_factory):
     fine_cfg = root / 'shapes4.py'
     fine_cfg.write_text(tiny_config(data_root, 4, 12))
     return dict(checkpoint=path, reference=reference, config=str(fine_cfg),
-                root=root)
+                root=root, native=model.state_dict())
 
 
 class _Record(Hook):
@@ -175,3 +177,33 @@ def test_testing_from_coco_checkpoint_stays_strict(setup, tmp_path):
         runner.test()
     message = str(info.value)
     assert 'num_classes' in message and '4' in message
+
+
+@pytest.mark.parametrize('layout', ('detrex', 'hf', 'mmdet', 'mmdet_conddetr'))
+def test_every_layout_fine_tunes(setup, layout):
+    """The hook's check on a COCO file of each other layout (80 or 91 rows)
+    for a 4-class model: everything but the head is taken over, the head is
+    fresh."""
+    cfg = Config.fromfile(setup['config'])
+    with DefaultScope.overwrite_default_scope('mmdet_conddetr'):
+        model = MODELS.build(cfg.model)
+    exported = export_state_dict(setup['native'], to=layout)
+    container = LAYOUTS[layout].container
+    checkpoint = {container: exported} if container else dict(exported)
+    notes = match_checkpoint(checkpoint, model, strict=False, name='coco.pth')
+    assert len(notes) == 1 and 'fine-tuning from coco.pth' in notes[0]
+    rows = exported[next(k for k in exported if 'class' in k or 'fc_cls' in k)]
+    assert f'{rows.shape[0]} class rows' in notes[0]
+    loaded = checkpoint['state_dict']
+    assert set(loaded) == set(model.state_dict())
+    for key, value in setup['native'].items():
+        if key not in HEAD:
+            assert torch.equal(loaded[key], value), key
+    assert loaded[CLASS_WEIGHT].shape == (4, 32)
+    assert torch.equal(loaded[CLASS_BIAS], torch.full((4, ), PRIOR_BIAS))
+    # testing or resuming (strict): refused, naming the class counts
+    with pytest.raises(CheckpointMismatchError) as info:
+        match_checkpoint({container or 'state_dict': exported}, model,
+                         strict=True)
+    message = str(info.value)
+    assert '4 classes' in message or 'num_classes=4' in message, message
