@@ -13,6 +13,12 @@ A state dict in one of the foreign layouts (official, detrex, Hugging Face,
 MMDetection) is replaced by its conversion, strictly checked against the
 model's own keys; anything else (our own layout, or keys of no known layout,
 e.g. a partial checkpoint) is left to the loader as usual.
+
+A class head of another size is passed on unchanged, for the loader to
+report. Under an mmengine runner the engine's ``CheckpointMatchHook`` has
+already decided before this runs: refused (testing, resuming), or, when
+fine-tuning from ``load_from``, converted with a fresh head
+(:mod:`.finetune`), which this hook then sees as our own layout.
 """
 from mmengine.logging import print_log
 
