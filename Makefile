@@ -2,7 +2,7 @@
 # creating it on first use, so `make test` works from a fresh clone.
 #
 #   make install        venv + pinned runtime dependencies + this package (editable)
-#   make install-tests  install + test extras (pytest, transformers)
+#   make install-tests  install + test extras (pytest, transformers, onnx)
 #   make test           run the test suite
 #   make demo           run tools/run_demo.sh
 #   make bench          run tools/analysis_tools/benchmark.py -> work_dirs/bench.json
@@ -53,7 +53,7 @@ hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-12)
 DEPS_FILES := $(REQ)/pinned.txt $(REQ)/constraints.txt $(REQ)/runtime.txt
 TESTS_FILES := $(REQ)/pinned-tests.txt $(REQ)/tests.txt $(REQ)/constraints.txt
 PKG_FILES := setup.py mmdet_conddetr/version.py $(REQ)/runtime.txt \
-	$(REQ)/tests.txt $(REQ)/analysis.txt
+	$(REQ)/tests.txt $(REQ)/analysis.txt $(REQ)/deploy.txt
 
 DEPS_STAMP := $(STAMPS)/deps-$(call hash,$(DEPS_FILES))
 TESTS_STAMP := $(STAMPS)/tests-$(call hash,$(TESTS_FILES))

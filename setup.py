@@ -125,8 +125,10 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         install_requires=read_requirements('runtime'),
         extras_require={
-            'tests': read_requirements('tests'),
+            # The test suite covers the ONNX export and runtime too.
+            'tests': read_requirements('tests') + read_requirements('deploy'),
             'analysis': read_requirements('analysis'),
+            'deploy': read_requirements('deploy'),
         },
         classifiers=[
             'Programming Language :: Python :: 3',
