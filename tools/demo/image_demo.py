@@ -5,12 +5,21 @@
 
 A thin front end of mmdet's ``DetInferencer`` in the ``mmdet_conddetr``
 scope: it writes ``vis/<image>`` (the drawing) and ``preds/<image>.json``.
+A wrong device, input, config, checkpoint or output folder is reported in
+one line (``error: ...``) before anything is built or written.
 """
 import argparse
+import os.path as osp
 
 from mmdet.apis import DetInferencer
 
 import mmdet_conddetr  # noqa: F401  (scope, safe checkpoint loading)
+from mmdet_conddetr.checkpoint import read_checkpoint_file
+from mmdet_conddetr.engine import run_cli
+from mmdet_conddetr.engine.config_checks import load_config
+from mmdet_conddetr.engine.config_checks.runtime import (check_device,
+                                                         check_output_file)
+from mmdet_conddetr.errors import ConfigCheckError
 
 
 def parse_args():
@@ -24,8 +33,20 @@ def parse_args():
     return parser.parse_args()
 
 
+def check_args(args) -> None:
+    """Everything that can be wrong with the command line, before the model
+    is built: one message naming the problem and the fix."""
+    check_device(args.device)
+    if not osp.exists(args.inputs):
+        raise ConfigCheckError(f'{args.inputs}: no such image or folder.')
+    load_config(args.model)
+    read_checkpoint_file(args.weights)
+    check_output_file(osp.join(args.out_dir, 'vis', 'probe'), '--out-dir')
+
+
 def main():
     args = parse_args()
+    check_args(args)
     inferencer = DetInferencer(
         model=args.model,
         weights=args.weights,
@@ -42,4 +63,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)
