@@ -25,7 +25,8 @@ import torch
 
 from .convert import ConversionResult, convert
 from .detect import extract_state_dict
-from ..errors import CheckpointFileError, UnsafeCheckpointError
+from ..errors import (CheckpointFileError, CheckpointSaveError,
+                      UnsafeCheckpointError)
 from ..utils.safe_load import allow_checkpoint_types
 from .layouts import get_layout
 from .layouts.native import NATIVE
@@ -256,13 +257,16 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor],
     detrex: ``{'model': ..., 'meta': ...}`` (their loaders read ``'model'``
     and ignore the rest); hf: the bare state dict, as ``.safetensors`` when
     ``path`` ends so (string metadata), else as a ``.bin``-style file.
+
+    Raises:
+        CheckpointSaveError: the file cannot be written; nothing is left.
     """
     container = get_layout(layout).container
     state_dict = OrderedDict(
         (key, value.detach().cpu().contiguous())
         for key, value in state_dict.items())
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    size = sum(value.numel() * value.element_size()
+               for value in state_dict.values())
     if container is None and path.endswith('.safetensors'):
         from safetensors.torch import save_file
         text_meta = {'format': 'pt'}
@@ -270,7 +274,9 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor],
             str(k): str(v)
             for k, v in (meta or {}).items() if k != 'dataset_meta'
         })
-        save_file(dict(state_dict), path, metadata=text_meta)
+        _write_atomically(
+            path, lambda tmp: save_file(
+                dict(state_dict), tmp, metadata=text_meta), size)
         return
     if container is None:
         checkpoint = state_dict
@@ -278,6 +284,31 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor],
         checkpoint = {container: state_dict}
         if meta is not None:
             checkpoint['meta'] = meta
-    tmp = path + '.tmp'
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda tmp: torch.save(checkpoint, tmp), size)
+
+
+def _write_atomically(path: str, write, size: int) -> None:
+    """``write(tmp)`` then rename to ``path``: an interrupted or failed write
+    (full disk, read-only or missing folder) leaves no partial file.
+
+    Raises:
+        CheckpointSaveError: naming ``path``, the cause and the fix.
+    """
+    tmp, folder = path + '.tmp', osp.dirname(osp.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise CheckpointSaveError(
+            f'cannot write {path}: the folder {folder} cannot be created '
+            f'({error.strerror or error}). Nothing was written; choose '
+            'another output path.') from error
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointSaveError(
+            f'cannot write {path}: {error.strerror or error}. Nothing was '
+            'written; choose a writable folder with enough free space '
+            f'(the file needs about {size / 2**20:.0f} MiB).') from error

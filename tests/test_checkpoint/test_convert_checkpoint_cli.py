@@ -1,5 +1,7 @@
 """tools/model_converters/convert_checkpoint.py and the files it writes."""
+import errno
 import importlib.util
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -81,3 +83,39 @@ def test_hf_safetensors_export(ours_state, tmp_path):
     for key, value in ours_state.items():
         if not key.endswith('num_batches_tracked'):
             assert torch.equal(result.state_dict[key], value)
+
+
+def test_cli_output_that_cannot_be_written(official_file, tmp_path, capsys,
+                                          monkeypatch):
+    """A folder that cannot exist or a full disk: exit 2, one message naming
+    the file, nothing (not even a partial .tmp) left behind."""
+    cli = _cli()
+    blocker = tmp_path / 'not_a_folder'
+    blocker.write_text('a file where the output folder should be')
+    dst = blocker / 'out.pth'
+    assert cli.main([official_file, str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert str(dst) in err and 'Nothing was written' in err, err
+
+    def full_disk(obj, path, *args, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(b'PK\x03\x04 half a checkpoint')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, 'save', full_disk)
+    dst = tmp_path / 'full' / 'out.pth'
+    assert cli.main([official_file, str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert str(dst) in err and os.strerror(errno.ENOSPC) in err, err
+    assert 'MiB' in err
+    assert list((tmp_path / 'full').iterdir()) == []
+
+
+def test_cli_missing_config(official_file, tmp_path, capsys):
+    cli = _cli()
+    missing = tmp_path / 'no_such_config.py'
+    assert cli.main([official_file, str(tmp_path / 'x.pth'), '--config',
+                     str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and '--config' in err, err
+    assert not (tmp_path / 'x.pth').exists()

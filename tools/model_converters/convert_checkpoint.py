@@ -24,23 +24,19 @@ config's model. Output files load with ``torch.load(weights_only=True)`` and
 carry ``meta`` (source, date, config). Converting is optional: ``load_from=``
 and ``tools/test.py CONFIG CKPT`` convert foreign checkpoints on the fly.
 
-Exit status: 0 on success, 2 on a checkpoint problem (message on stderr).
+Exit status: 0 on success, 2 on a problem with the checkpoint, the config or
+the output file (one message on stderr; nothing is written).
 """
 import argparse
 import os.path as osp
 import re
 import sys
 
-# Run from a checkout without installing the package.
-_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from mmdet_conddetr.checkpoint import (LAYOUTS, SOURCES,  # noqa: E402
-                                       CheckpointError, checkpoint_meta,
+from mmdet_conddetr.checkpoint import (LAYOUTS, SOURCES, checkpoint_meta,
                                        convert, detect_source,
                                        export_state_dict, extract_state_dict,
                                        read_checkpoint_file, save_checkpoint)
+from mmdet_conddetr.errors import ConfigCheckError, UserFacingError
 
 NATIVE = 'mmdet_conddetr'
 
@@ -111,6 +107,11 @@ def _build_model(config: str):
 
     import mmdet_conddetr  # noqa: F401  (registers the models)
     from mmdet_conddetr.registry import MODELS
+    if not osp.isfile(config):
+        raise ConfigCheckError(
+            f'--config {config}: no such file. Pass the config of the model '
+            'the checkpoint is for, e.g. configs/conditional_detr/'
+            'r50_50ep.py, or leave --config out.')
     cfg = Config.fromfile(config)
     backbone = cfg.model.get('backbone', {})
     if isinstance(backbone, dict) and backbone.get('init_cfg'):
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         report = run(args)
-    except CheckpointError as error:
+    except UserFacingError as error:  # checkpoint, config, output file
         print(f'error: {error}', file=sys.stderr)
         return 2
     except RuntimeError as error:  # strict load into the --config model
