@@ -43,21 +43,6 @@ def test_keymap_renames_both_ways_and_reports_leftovers():
         KeyMap([('a.{n}', 'b')])
 
 
-def test_keymap_renames_both_ways_and_reports_leftovers():
-    keymap = KeyMap([('a.{n}.conv{i}.{w}', 'b.{n}.c{i}.{w}'),
-                     ('x.{bn}', 'y.{bn}')])
-    result = keymap.convert({
-        'a.3.conv2.weight': 1,
-        'x.running_var': 2,
-        'a.3.conv2.scale': 3
-    })
-    assert dict(result.state_dict) == {'b.3.c2.weight': 1, 'y.running_var': 2}
-    assert result.unmatched == ['a.3.conv2.scale']
-    assert keymap.inverse().rename('b.0.c1.bias') == 'a.0.conv1.bias'
-    with pytest.raises(ValueError):
-        KeyMap([('a.{n}', 'b')])
-
-
 def test_shared_rules():
     rules = dict(resnet_rules('backbone.0.body', 'backbone'))
     assert rules['backbone.0.body.layer{s}.{b}.downsample.1.{bn}'] == \
