@@ -150,14 +150,22 @@ def test_launcher_without_its_environment(config, tmp_path, capsys,
     assert variables in err and 'drop --launcher' in err
 
 
-def test_cuda_asked_where_there_is_none(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize('script', [
+    os.path.join('demo', 'image_demo.py'),
+    os.path.join('analysis_tools', 'visualize_attention.py')
+])
+def test_cuda_asked_where_there_is_none(config, tmp_path, capsys,
+                                        monkeypatch, script):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    err = tool_error(os.path.join('demo', 'image_demo.py'), [
-        tmp_path, 'cfg.py', '--weights', 'x.pth', '--device', 'cuda:0'
-    ], capsys, monkeypatch)
+    image = tmp_path / 'image.png'
+    image.write_bytes(b'')
+    args = ([image, config, '--weights', 'x.pth'] if 'demo' in script else
+            [config, 'x.pth', image])
+    err = tool_error(script, args + ['--device', 'cuda:0'], capsys,
+                     monkeypatch)
     assert '--device cuda:0 asks for a GPU but CUDA is not available' in err
     assert 'Run with --device cpu' in err
-    assert not (tmp_path / 'outputs').exists()
+    assert sorted(os.listdir(tmp_path)) == ['cfg.py', 'image.png']
 
 
 # ------------------------------------------------------- files and folders
@@ -187,7 +195,9 @@ def test_test_tool_output_file_that_cannot_be_written(
                                  tmp_path / 'wd', '--out', out], capsys,
                      monkeypatch)
     assert f'--out {out}: cannot write to {blocker}' in err
+    assert f'{blocker} is a file, not a folder' in err
     assert 'writable folder' in err
+    assert not (tmp_path / 'wd').exists() or not os.listdir(tmp_path / 'wd')
 
 
 def test_scripts_are_run_without_path_hacks():

@@ -10,6 +10,11 @@ import mmcv
 from mmdet.apis import init_detector
 
 import mmdet_conddetr  # noqa: F401  (scope, safe checkpoint loading)
+from mmdet_conddetr.checkpoint import read_checkpoint_file
+from mmdet_conddetr.engine import run_cli
+from mmdet_conddetr.engine.config_checks import load_config
+from mmdet_conddetr.engine.config_checks.runtime import (check_device,
+                                                         check_output_file)
 from mmdet_conddetr.visualization import (collect_attention_maps,
                                           draw_attention_maps)
 
@@ -29,6 +34,11 @@ def main():
     args = parse_args()
     if not osp.isfile(args.image):
         raise SystemExit(f'Image not found: {args.image}')
+    # wrong device, config, checkpoint or output folder: one line, early
+    check_device(args.device)
+    load_config(args.config)
+    read_checkpoint_file(args.checkpoint)
+    check_output_file(args.out, '--out')
     model = init_detector(args.config, args.checkpoint, device=args.device)
     if not hasattr(model, 'decoder') or not hasattr(
             model.decoder.layers[-1], 'cross_attn'):
@@ -44,4 +54,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -201,7 +201,12 @@ def check_output_file(path: str, option: str) -> None:
             f.write(b'ok')
             f.flush()
     except OSError as error:
+        reason = error.strerror or str(error)
+        blocker = folder
+        while blocker and not osp.exists(blocker):
+            blocker = osp.dirname(blocker)
+        if osp.isfile(blocker):
+            reason = f'{blocker} is a file, not a folder'
         raise WorkDirError(
-            f'{option} {path}: cannot write to {folder} ('
-            f'{error.strerror or error}). Pass a path in a writable folder '
-            'with free space.') from error
+            f'{option} {path}: cannot write to {folder} ({reason}). Pass a '
+            'path in a writable folder with free space.') from error
