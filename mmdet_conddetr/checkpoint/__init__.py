@@ -34,9 +34,9 @@ from ..errors import (CheckpointError, CheckpointFileError,
                       NumClassesError, UnknownLayoutError,
                       UnsafeCheckpointError)
 from .load_pre_hook import foreign_checkpoint_pre_hook
-from .io import (allow_foreign_checkpoint_types, checkpoint_meta,
-                 load_foreign_checkpoint, read_checkpoint_file,
-                 save_checkpoint)
+from .save import checkpoint_meta, save_checkpoint
+from .io import (allow_foreign_checkpoint_types, load_foreign_checkpoint,
+                 read_checkpoint_file)
 from .layouts import FOREIGN_LAYOUTS, LAYOUTS
 from .layouts.native import CLASS_BIAS, CLASS_WEIGHT, NATIVE
 
