@@ -4,6 +4,7 @@
     python tools/analysis_tools/benchmark.py --scale --out work_dirs/scale.json
     python tools/analysis_tools/benchmark.py --quick            # seconds, tiny
     python tools/analysis_tools/benchmark.py --device cuda --amp
+    python tools/analysis_tools/benchmark.py --ort --out work_dirs/ort.json
 
 See :mod:`mmdet_conddetr.benchmark` for what each mode measures.
 """
@@ -49,6 +50,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='our model alone: latency and memory vs image size and number '
         'of queries')
+    parser.add_argument(
+        '--ort',
+        action='store_true',
+        help='ONNX Runtime (our model exported) vs ours vs mmdet, batch 1 '
+        'at 800x1216 and 512x512 (CPU; needs the deploy extra)')
     parser.add_argument('--no-memory',
                         action='store_true',
                         help='skip the peak-memory subprocesses')
@@ -67,8 +73,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def _run(args: argparse.Namespace):
     """The record of the chosen mode and its table."""
     from .compare import run_compare
-    from .report import format_compare, format_scale
+    from .report import format_compare, format_ort, format_scale
     from .scale import run_scale
+    if args.ort:
+        from .ort import run_ort
+        result = run_ort(repeats=args.repeats,
+                         warmup=args.warmup,
+                         quick=args.quick,
+                         config=args.config,
+                         mmdet_config=args.mmdet_config)
+        return result, format_ort(result)
     if args.scale:
         result = run_scale(args.device,
                            args.amp,
@@ -99,6 +113,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         return print_worker_result(args.memory_worker)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available here.')
+    if args.ort and args.device != 'cpu':
+        raise SystemExit('--ort compares CPU inference; drop --device.')
     result, text = _run(args)
     print(text, flush=True)
     if result.get('profile'):

@@ -170,3 +170,34 @@ def format_scale(result: Dict[str, Any]) -> str:
             f'{mib(peak):>9s} {mib(phase):>9s} '
             f'{row["encoder_attention_matrix_mib"]:>11.0f} MiB')
     return '\n'.join(lines)
+
+
+def format_ort(result: Dict[str, Any]) -> str:
+    """The record of :func:`~.ort.run_ort` as a table."""
+    machine = result['machine']
+    lines = [
+        f'ONNX Runtime {machine["onnxruntime"]} vs ours (PyTorch '
+        f'{machine["torch"]}) vs mmdet built-in, batch 1, same weights | '
+        f'{machine["cpu"]}, {machine["torch_threads"]} torch threads = '
+        f'{machine["ort_threads"]} ORT threads | {result["repeats"]} rounds '
+        f'after {result["warmup"]} warm-up | ONNX file '
+        f'{mib(result["export"]["bytes"])}, opset {result["export"]["opset"]}'
+    ]
+    header = (f'{"image":>10s} {"ONNX Runtime":34s} {"ours (PyTorch)":34s} '
+              f'{"mmdet":34s} {"ORT/ours":>9s} {"ORT/mmdet":>9s} '
+              f'{"ours/mmdet":>10s}  check  busy')
+    lines += [header, '-' * len(header)]
+    for row in result['rows']:
+        check = row['check']
+        lines.append(
+            f'{row["size"][0]:>4d}x{row["size"][1]:<5d} '
+            f'{fmt_time(row["ort"]):34s} {fmt_time(row["ours"]):34s} '
+            f'{fmt_time(row["mmdet"]):34s} '
+            f'{row["ort_vs_ours"]["speedup"]:>8.2f}x '
+            f'{row["ort_vs_mmdet"]["speedup"]:>8.2f}x '
+            f'{row["ours_vs_mmdet"]["speedup"]:>9.2f}x  '
+            f'{check["matched"]}/{check["count"]} '
+            f'{busy(row.get("others_cpu_share"))}')
+    lines.append('speed-ups are time ratios of medians (>1: the first is '
+                 'faster); check: ORT detections matching ours to 1e-4.')
+    return '\n'.join(lines)

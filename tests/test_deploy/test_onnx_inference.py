@@ -1,0 +1,93 @@
+"""tools/deployment/onnx_inference.py: the same detections as mmdet's
+``DetInferencer`` on a real photo, with ONNX Runtime, numpy and PIL only.
+
+The photo is matplotlib's sample ``grace_hopper.jpg`` (512 x 600), re-saved
+with an EXIF orientation tag (rotate 90) that both sides must ignore, as
+the official loader does. The checkpoint is the R50 export's (random,
+perturbed weights); the test pipeline resizes it to 800 x 937 with the
+official rule.
+"""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import cbook
+from PIL import Image
+
+from mmdet_conddetr.benchmark.outputs import match_detections
+from mmdet_conddetr.deploy.runtime import get_size_with_aspect_ratio
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'deployment', 'onnx_inference.py')
+HEAVY = ('torch', 'mmcv', 'mmdet', 'mmengine', 'mmdet_conddetr')
+
+# Runs the tool in a fresh interpreter, then lists the heavy packages that
+# got imported (none may be).
+RUN_TOOL = """
+import json, runpy, sys
+sys.argv = {argv!r}
+runpy.run_path({tool!r}, run_name='__main__')
+heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))
+print('IMPORTED ' + json.dumps(heavy))
+"""
+
+
+@pytest.fixture(scope='module')
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp('photo') / 'grace_hopper_exif6.jpg'
+    with Image.open(cbook.get_sample_data('grace_hopper.jpg')) as image:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 CW on display
+        image.convert('RGB').save(path, quality=95, exif=exif)
+    return str(path)
+
+
+def test_official_size_rule():
+    # short side 800, long side truncated (mmcv would round 1066.67 up)
+    assert get_size_with_aspect_ratio(640, 480, 800, 1333) == (1066, 800)
+    assert get_size_with_aspect_ratio(480, 640, 800, 1333) == (800, 1066)
+    assert get_size_with_aspect_ratio(512, 600, 800, 1333) == (800, 937)
+    # capped: short side round(1333 * 500 / 2000) = 333, long side 1332
+    assert get_size_with_aspect_ratio(2000, 500, 800, 1333) == (1332, 333)
+    # already at size: unchanged
+    assert get_size_with_aspect_ratio(1333, 800, 800, 1333) == (1333, 800)
+    assert get_size_with_aspect_ratio(300, 200, 800, None) == (1200, 800)
+
+
+def test_onnx_inference_equals_det_inferencer(exported, photo, tmp_path):
+    export = exported('r50')
+    out_dir = tmp_path / 'out'
+    argv = [TOOL, export['onnx'], photo, '--out-dir', str(out_dir),
+            '--threads', str(torch.get_num_threads())]
+    proc = subprocess.run(
+        [sys.executable, '-c',
+         RUN_TOOL.format(argv=argv, tool=TOOL, heavy=HEAVY)],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = [line for line in proc.stdout.splitlines()
+                if line.startswith('IMPORTED ')]
+    assert imported and json.loads(imported[-1][9:]) == [], proc.stdout
+    record = json.loads((out_dir / 'grace_hopper_exif6.json').read_text())
+    drawn = Image.open(out_dir / 'grace_hopper_exif6.jpg')
+    assert drawn.size == (512, 600)  # original frame, EXIF tag ignored
+
+    from mmdet.apis import DetInferencer
+    from mmengine.config import Config
+    cfg = Config.fromfile(export['config'])
+    cfg.merge_from_dict(export['cfg_options'])
+    cfg.model.backbone.init_cfg = None
+    inferencer = DetInferencer(model=cfg, weights=export['checkpoint'],
+                               device='cpu', show_progress=False)
+    pred = inferencer(photo)['predictions'][0]
+    ours = [torch.tensor(record[k]) for k in ('scores', 'labels', 'boxes')]
+    theirs = [torch.tensor(pred[k]) for k in ('scores', 'labels', 'bboxes')]
+    assert len(ours[0]) == len(theirs[0]) == 100
+    matched, score_error, box_error = match_detections(
+        ours, theirs, (600, 512), 1e-4)
+    assert matched == 100, (matched, score_error, box_error)
+    names = inferencer.model.dataset_meta['classes']
+    assert record['label_names'] == [names[i] for i in record['labels']]
