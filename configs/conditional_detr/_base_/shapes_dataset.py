@@ -14,11 +14,13 @@
 #   val_evaluator.ann_file=DIR/annotations/instances_val.json
 #   test_evaluator.ann_file=DIR/annotations/instances_val.json
 # mmdet's CocoDataset and mmcv's LoadImageFromFile with clear errors for bad
-# annotations/images and counted repairs (mmdet_conddetr.datasets); scoped
-# names, so every entry point (Runner.from_cfg, mim, mmdet's tools, ours)
-# builds the same classes whatever its default scope.
+# annotations/images and counted repairs (mmdet_conddetr.datasets), so every
+# entry point (Runner.from_cfg, mim, mmdet's tools, ours) builds the same
+# classes. The dataset has a scoped name; the loader keeps the name
+# LoadImageFromFile, which mmdet's DetInferencer looks for and which in this
+# package's scope (default_scope) is RobustLoadImageFromFile.
 dataset_type = 'mmdet_conddetr.RobustCocoDataset'
-load_image = 'mmdet_conddetr.RobustLoadImageFromFile'
+load_image = 'LoadImageFromFile'
 data_root = 'data/shapes/'
 backend_args = None
 
