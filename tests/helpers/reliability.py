@@ -1,4 +1,5 @@
-"""Shared pieces of the reliability tests (tests/test_reliability_*.py).
+"""Shared pieces of the fault and input tests (tests/test_engine/,
+tests/test_datasets/test_robust_coco.py).
 
 * :func:`make_shapes` / :func:`write_tiny_config`: a few 64 px shapes images
   and a config derived from ``configs/conditional_detr/shapes_demo.py`` whose
