@@ -10,8 +10,11 @@ import anything)::
                                         load-state-dict pre-hook converts
                                         foreign checkpoints), utils, leaves
     datasets                         <- utils, leaves
-    visualization, deploy, benchmark <- models, checkpoint, datasets, utils,
+    visualization, deploy            <- models, checkpoint, datasets, utils,
                                         leaves
+    benchmark                        <- deploy (its --ort rows export our
+                                        model), models, checkpoint,
+                                        datasets, utils, leaves
     engine                           <- models, checkpoint, datasets, utils,
                                         leaves
 
@@ -41,7 +44,7 @@ ALLOWED = {
     'datasets': _BASE,
     'visualization': _BASE | {'checkpoint', 'models', 'datasets'},
     'deploy': _BASE | {'checkpoint', 'models', 'datasets'},
-    'benchmark': _BASE | {'checkpoint', 'models', 'datasets'},
+    'benchmark': _BASE | {'checkpoint', 'models', 'datasets', 'deploy'},
     'engine': _BASE | {'checkpoint', 'models', 'datasets'},
 }
 
