@@ -89,16 +89,18 @@ def _reason(error: BaseException) -> str:
 
 def _fix(key: str, url: str) -> str:
     name = osp.basename(urlparse(url).path) or 'FILE'
+    point = f'--cfg-options {key}=/path/to/{name}'
     without = ''
     if key.endswith('init_cfg.checkpoint'):
         without = (' or start without these weights: --cfg-options '
                    f'{key[:-len(".checkpoint")]}=None')
     elif key == 'load_from':
-        without = ' or start without them: --cfg-options load_from=None'
+        point = (f'pass /path/to/{name} as the checkpoint argument '
+                 f'(tools/test.py) or {point}')
+        without = ' or train without them: --cfg-options load_from=None'
     return (f'Download it on a machine with internet and copy it to '
             f'{cached_path(url)} (where it is looked for first), or point '
-            f'the config at the copy: --cfg-options {key}=/path/to/{name};'
-            f'{without}.')
+            f'at the copy: {point};{without}.')
 
 
 def explain_network_error(error: BaseException,

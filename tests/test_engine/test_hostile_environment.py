@@ -69,7 +69,22 @@ def test_no_internet_names_the_url_and_the_fixes(tmp_path, shapes):
     cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / \
         'resnet18-test.pth'
     assert f'copy it to {cache}' in message
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=/path/to/' \
+        'resnet18-test.pth' in message
     assert '--cfg-options model.backbone.init_cfg=None' in message
+    assert _no_checkpoints(tmp_path / 'wd')
+
+
+def test_test_tool_with_a_checkpoint_url_it_cannot_reach(tmp_path, config):
+    url = 'http://127.0.0.1:9/epoch_50.pth'  # port 9: nothing listens
+    proc = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, 'test.py'), config, url,
+         '--work-dir', str(tmp_path / 'wd')],
+        env=tool_env(TORCH_HOME=str(tmp_path / 'torch_home')), text=True,
+        capture_output=True, timeout=300)
+    message = _one_error(proc)
+    assert f'cannot download {url} (load_from)' in message
+    assert 'pass /path/to/epoch_50.pth as the checkpoint argument' in message
     assert _no_checkpoints(tmp_path / 'wd')
 
 
