@@ -123,6 +123,12 @@ def main() -> None:
     runs = {'Conditional DETR': ('shapes_demo.py', out / 'conditional_detr')}
     if not args.skip_detr:
         runs['DETR'] = ('shapes_demo_detr.py', out / 'detr')
+    for _, work_dir in runs.values():
+        # The demo's own runs: a new demo replaces them (tools/train.py
+        # refuses to start over a work dir that holds another run).
+        if work_dir.exists():
+            print(f'Removing the previous demo run in {work_dir}')
+            shutil.rmtree(work_dir)
     trainings = [(label, [
         'tools/train.py',
         str(CONFIGS / config), '--work-dir',
