@@ -4,8 +4,8 @@ export traced with: height and width are really dynamic).
 
 Tolerances: scores 1e-4, boxes 1e-4 of the image size (the model predicts
 boxes normalised to the image; in pixels that is 1e-4 x the side), the
-same 100 detections with the same labels, in the same order where the order
-is defined (random weights give near-tied scores, see the test).
+same 100 detections with the same labels (up to near-ties at the cut, see
+the test), in the same order where the order is defined.
 """
 import numpy as np
 import onnxruntime as ort
@@ -51,6 +51,7 @@ def test_onnx_runtime_equals_pytorch_at_two_sizes(exported, name):
     assert [o.name for o in session.get_outputs()] == [
         'scores', 'labels', 'boxes'
     ]
+    model.bbox_head.test_cfg['max_per_img'] = 120
     for seed, (height, width) in enumerate(SIZES):
         data = _batch(model, height, width, seed)
         with torch.no_grad():
@@ -59,17 +60,22 @@ def test_onnx_runtime_equals_pytorch_at_two_sizes(exported, name):
         scores, labels, boxes = session.run(
             None, {'image': data['inputs'].numpy()})
         assert scores.shape == (1, 100) and boxes.shape == (1, 100, 4)
-        # The same 100 detections: one-to-one matches with the same label,
-        # score and box to 1e-4 (box normalised by the image size).
+        # The same 100 detections: each of ONNX Runtime's matches one of
+        # PyTorch's (same label, score and box to 1e-4, box normalised by
+        # the image size), and the sorted scores agree. PyTorch's list is
+        # longer than 100: random weights leave scores around the 100th
+        # within 1e-8 of each other, below float32 rounding, so which of
+        # them make the cut is not defined.
         matched, score_error, box_error = match_detections(
             (torch.from_numpy(scores[0]), torch.from_numpy(labels[0]),
              torch.from_numpy(boxes[0])),
             (pred.scores, pred.labels, pred.bboxes), (height, width), 1e-4)
         assert matched == 100, (name, height, width, matched)
         assert score_error <= 1e-4 and box_error <= 1e-4
-        # And in the same order wherever the order is defined: random
-        # weights leave neighbours 1e-7 apart, which float rounding may
-        # swap; elsewhere the ranks agree.
+        assert np.abs(scores[0] - pred.scores[:100].numpy()).max() <= 1e-6
+        # And rank by rank where the rank is defined (neighbours more than
+        # 1e-6 apart; float rounding moves scores by ~1e-7).
+        pred = pred[:100]
         gap = np.abs(np.diff(pred.scores.numpy()))
         clear = np.minimum(np.r_[np.inf, gap], np.r_[gap, np.inf]) > 1e-6
         assert clear.sum() >= 10
