@@ -182,3 +182,36 @@ def test_nan_loss_stops_the_same_way_from_runner_and_tool(
     assert errors[0][len('error: '):] == first_line
     for folder in (work_dir, tool_dir):  # nothing written after the NaN
         assert not [n for n in os.listdir(folder) if n.endswith('.pth')]
+
+
+def _hook_table(log: str) -> str:
+    """The runner's "Hooks will be executed in the following order" block."""
+    start = log.index('Hooks will be executed in the following order:')
+    lines = []
+    for line in log[start:].splitlines()[1:]:
+        if line[:2].isdigit() and ' - mmengine - ' in line:
+            break  # the next log record
+        lines.append(line)
+    return '\n'.join(lines).strip()
+
+
+def test_mmdets_own_train_script_runs_the_same_hooks(shapes_root, tmp_path):
+    import mmdet
+    mmdet_train = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
+                           'train.py')
+    config = write_tiny_config(tmp_path / 'cfg.py', shapes_root, max_iters=2,
+                               interval=2)
+    logs = {}
+    for name, script in (('ours', osp.join(REPO_ROOT, 'tools', 'train.py')),
+                         ('mmdet', mmdet_train)):
+        work_dir = tmp_path / name
+        proc = subprocess.run(
+            [sys.executable, script, config, '--work-dir', str(work_dir)],
+            env=tool_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (work_dir / 'iter_2.pth').is_file()
+        logs[name] = _hook_table(proc.stdout + proc.stderr)
+    assert logs['ours'] == logs['mmdet']
+    for hook in ('AtomicCheckpointHook', 'NonFiniteLossHook',
+                 'CheckpointMatchHook'):
+        assert hook in logs['mmdet']
