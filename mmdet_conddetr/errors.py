@@ -10,6 +10,7 @@ every subpackage can raise these without importing another one::
       NonFiniteLossError (FloatingPointError)
       CheckpointSaveError (OSError)      a checkpoint could not be written
       DistributedFailureError (RuntimeError)
+      ExportError (RuntimeError)         a model cannot be exported to ONNX
       CheckpointError (ValueError)       reading/converting/matching weights
         CheckpointFileError              the file is not a checkpoint
           UnsafeCheckpointError          needs weights_only=False
@@ -32,6 +33,7 @@ from typing import Iterable, List, Optional
 __all__ = [
     'UserFacingError', 'ConfigCheckError', 'DataCheckError', 'WorkDirError',
     'NonFiniteLossError', 'CheckpointSaveError', 'DistributedFailureError',
+    'ExportError',
     'CheckpointError', 'CheckpointFileError', 'UnsafeCheckpointError',
     'UnknownLayoutError', 'NumClassesError', 'KeyMismatchError',
     'CheckpointMismatchError', 'format_keys'
@@ -91,6 +93,11 @@ class CheckpointSaveError(UserFacingError, OSError):
 
 class DistributedFailureError(UserFacingError, RuntimeError):
     """Another process of a distributed job died or stopped responding."""
+
+
+class ExportError(UserFacingError, RuntimeError):
+    """The model (or one of its modules, named) cannot be exported to
+    ONNX."""
 
 
 class CheckpointError(UserFacingError, ValueError):

@@ -6,9 +6,9 @@ The exported graph is the detector of the config, from the normalised
 queries x classes of the last layer's sigmoid scores, their labels and
 ``xyxy`` boxes in input-image pixels (``--raw``: the per-layer logits
 ``[L, B, Q, C]`` and normalised ``cxcywh`` boxes ``[L, B, Q, 4]``, as
-``mode='tensor'``). Height, width and batch are dynamic; the images of a
-batch share one size (no padding mask: a padded batch changes the outputs,
-as it does in PyTorch).
+``mode='tensor'``). Height and width are dynamic, the batch size too on
+request; the images of a batch share one size (no padding mask: a padded
+batch changes the outputs, as it does in PyTorch).
 
 What differs from ``ConditionalDETR.predict`` and why:
 
@@ -22,9 +22,12 @@ What differs from ``ConditionalDETR.predict`` and why:
   over data samples) and boxes are scaled by the input size (``predict``
   scales by the original size; :mod:`.runtime` maps them back).
 
-The exporter is torch's default for torch >= 2.9, ``torch.export`` +
-ONNX Script (``dynamo=True``); ``dynamo=False`` selects the deprecated
-TorchScript one. See :func:`export_onnx`.
+The exporter is torch's default since torch 2.9, ``torch.export`` + ONNX
+Script (``dynamo=True``). :func:`trace` runs ``torch.export`` (non-strict)
+itself, so a failure can name the module that could not be traced and a
+size the code would freeze into the graph is refused rather than baked in
+(the TorchScript exporter, ``dynamo=False``, traces such sizes silently);
+:func:`export_onnx` translates that program to ONNX.
 """
 import contextlib
 import json
@@ -36,14 +39,10 @@ import torch
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
-from mmdet_conddetr.errors import UserFacingError
+from mmdet_conddetr.errors import ExportError
 
 OUTPUTS = ('scores', 'labels', 'boxes')
 RAW_OUTPUTS = ('all_logits', 'all_boxes')
-
-
-class ExportError(UserFacingError, RuntimeError):
-    """The model (or one of its modules) cannot be exported to ONNX."""
 
 
 class ExportableDetector(nn.Module):

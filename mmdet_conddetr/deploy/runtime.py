@@ -25,6 +25,7 @@ own or loaded by path (``tools/deployment/onnx_inference.py`` does, to keep
 torch out of the process).
 """
 import json
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -83,9 +84,18 @@ def _bilinear_no_antialias(array: np.ndarray, width: int,
 
 def load_image(path: str) -> Image.Image:
     """RGB image as the official loader reads it (EXIF orientation
-    ignored)."""
-    with Image.open(path) as image:
-        return image.convert('RGB')
+    ignored).
+
+    Raises:
+        OSError: the file is missing or not an image (the path is named).
+    """
+    try:
+        with Image.open(path) as image:
+            return image.convert('RGB')
+    except FileNotFoundError:
+        raise FileNotFoundError(f'image not found: {path}') from None
+    except OSError as error:
+        raise OSError(f'{path} cannot be read as an image: {error}') from None
 
 
 def resize(image: Image.Image, spec: Dict[str, Any]) -> Image.Image:
@@ -139,6 +149,10 @@ class OnnxDetector:
                  threads: Optional[int] = None,
                  providers: Optional[List[str]] = None) -> None:
         import onnxruntime as ort
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(
+                f'ONNX model not found: {model_path} (export one with '
+                'tools/deployment/export_onnx.py)')
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

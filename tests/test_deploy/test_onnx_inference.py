@@ -95,3 +95,20 @@ def test_onnx_inference_equals_det_inferencer(exported, photo, tmp_path):
     assert (ours[0] - theirs[0][:100]).abs().max() <= 1e-6
     names = inferencer.model.dataset_meta['classes']
     assert record['label_names'] == [names[i] for i in record['labels']]
+
+
+def test_missing_model_and_unreadable_image_are_named(exported, tmp_path):
+    not_an_image = tmp_path / 'notes.jpg'
+    not_an_image.write_text('not a picture')
+    cases = [
+        ([str(tmp_path / 'missing.onnx'), str(not_an_image)], 'missing.onnx'),
+        ([exported('r50')['onnx'], str(not_an_image)], 'notes.jpg'),
+        ([exported('r50')['onnx'], str(tmp_path / 'gone.png')], 'gone.png'),
+    ]
+    for args, named in cases:
+        proc = subprocess.run(
+            [sys.executable, TOOL, *args, '--out-dir', str(tmp_path / 'o')],
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0
+        assert named in proc.stderr and 'Traceback' not in proc.stderr, (
+            proc.stderr)

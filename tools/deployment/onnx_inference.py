@@ -59,6 +59,14 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     runtime = load_runtime()
+    try:
+        return run(runtime, args)
+    except (OSError, ValueError) as error:  # missing/unreadable files
+        sys.exit(f'onnx_inference: {error}')
+
+
+def run(runtime, args) -> dict:
+    """Detect, draw and save every image; returns the JSON records."""
     detector = runtime.OnnxDetector(args.model, threads=args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     results = {}
