@@ -12,7 +12,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from matplotlib import cbook
