@@ -6,7 +6,8 @@ The pre-processing is read from the model's ONNX metadata (written by
 
 * decoding as the official code, ``Image.open(path).convert('RGB')``: the
   EXIF orientation tag is ignored, as in the COCO configs
-  (``color_type='color_ignore_orientation'``, pillow backend);
+  (``color_type='color_ignore_orientation'``, pillow backend), or applied
+  for a config that decodes with mmcv's default ``color_type='color'``;
 * resizing with the rule the config names: ``'detr'`` is the official
   ``get_size_with_aspect_ratio`` (short side ``size``, the long side
   truncated, optional cap ``max_size``) with PIL's bilinear filter;
@@ -29,7 +30,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 METADATA_KEY = 'mmdet_conddetr'
 
@@ -82,15 +83,17 @@ def _bilinear_no_antialias(array: np.ndarray, width: int,
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def load_image(path: str) -> Image.Image:
-    """RGB image as the official loader reads it (EXIF orientation
-    ignored).
+def load_image(path: str, exif_orientation: bool = False) -> Image.Image:
+    """RGB image as the official loader reads it: EXIF orientation ignored
+    unless ``exif_orientation`` (mmcv's ``color_type='color'``).
 
     Raises:
         OSError: the file is missing or not an image (the path is named).
     """
     try:
         with Image.open(path) as image:
+            if exif_orientation:
+                image = ImageOps.exif_transpose(image)
             return image.convert('RGB')
     except FileNotFoundError:
         raise FileNotFoundError(f'image not found: {path}') from None
@@ -170,6 +173,11 @@ class OnnxDetector:
         self.classes = list(self.metadata['classes'])
         self.input_name = self.session.get_inputs()[0].name
 
+    def load_image(self, path: str) -> Image.Image:
+        """An image file decoded as the model's test pipeline does."""
+        decode = self.metadata['preprocess'].get('decode', {})
+        return load_image(path, decode.get('exif_orientation', False))
+
     def run(self, inputs: np.ndarray) -> List[np.ndarray]:
         """The graph's raw outputs for a normalised [B, 3, H, W] batch."""
         return self.session.run(None, {self.input_name: inputs})
@@ -183,7 +191,7 @@ class OnnxDetector:
             ``input_size`` (w, h) and ``image_size`` (w, h).
         """
         if isinstance(image, str):
-            image = load_image(image)
+            image = self.load_image(image)
         if self.metadata.get('raw'):
             raise ValueError('this model was exported with --raw (per-layer '
                              'logits and boxes): run() gives its outputs.')

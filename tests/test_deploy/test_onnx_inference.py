@@ -111,3 +111,24 @@ def test_missing_model_and_unreadable_image_are_named(exported, tmp_path):
         assert proc.returncode != 0
         assert named in proc.stderr and 'Traceback' not in proc.stderr, (
             proc.stderr)
+
+
+def test_keep_ratio_rule_follows_mmcv():
+    """The demo configs' resize (mmcv Resize, keep_ratio, cv2 bilinear):
+    mmcv's output size, and OpenCV's pixels to one grey level (OpenCV
+    rounds its interpolation weights to 11 bits)."""
+    import cv2
+    import mmcv
+    import numpy as np
+
+    from mmdet_conddetr.deploy.runtime import (_bilinear_no_antialias,
+                                               keep_ratio_size)
+    for width, height in ((128, 128), (128, 96), (50, 130), (333, 77)):
+        expected = mmcv.rescale_size((width, height), (64, 64))
+        assert keep_ratio_size(width, height, (64, 64)) == tuple(expected)
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3),
+                                              dtype=np.uint8)
+    for size in ((64, 48), (200, 150), (120, 45)):
+        ours = _bilinear_no_antialias(image, *size).astype(int)
+        reference = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        assert np.abs(ours - reference.astype(int)).max() <= 1, size

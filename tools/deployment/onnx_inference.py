@@ -71,7 +71,7 @@ def run(runtime, args) -> dict:
     os.makedirs(args.out_dir, exist_ok=True)
     results = {}
     for path in args.images:
-        image = runtime.load_image(path)
+        image = detector.load_image(path)
         detections = detector(image)
         name = osp.basename(path)
         runtime.draw_detections(image, detections, args.score_thr).save(
