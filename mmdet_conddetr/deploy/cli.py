@@ -40,8 +40,8 @@ def parse_args(argv=None):
     parser.add_argument('--opset',
                         type=int,
                         default=None,
-                        help="ONNX opset (default: the exporter's; 20 with "
-                        'torch 2.13)')
+                        help="ONNX opset, 18 or more (default: the "
+                        "exporter's, 20 with torch 2.13)")
     parser.add_argument('--dynamic',
                         action='store_true',
                         help='dynamic batch size too (height and width are '

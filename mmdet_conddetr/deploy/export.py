@@ -31,7 +31,9 @@ size the code would freeze into the graph is refused rather than baked in
 """
 import contextlib
 import json
+import os
 import os.path as osp
+import tempfile
 from types import SimpleNamespace
 from typing import Optional, Tuple
 
@@ -42,6 +44,8 @@ from torch import Tensor, nn
 from mmdet_conddetr.errors import ExportError
 
 OUTPUTS = ('scores', 'labels', 'boxes')
+# torch.onnx's dynamo exporter emits opset-18 operator forms.
+MIN_OPSET = 18
 RAW_OUTPUTS = ('all_logits', 'all_boxes')
 
 
@@ -195,6 +199,62 @@ def trace(wrapper: ExportableDetector, example: Tensor,
             'or use a backbone that is.') from error
 
 
+def _check_opset(opset: Optional[int]) -> None:
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(
+            f'--opset {opset}: the exporter (torch.export + ONNX Script) '
+            f'writes opset {MIN_OPSET} or newer; older opsets lack the '
+            'operator forms it emits (e.g. Split with num_outputs). Use '
+            f'--opset {MIN_OPSET} or more, or leave the default.')
+
+
+def _translate(program, example: Tensor, names, opset: Optional[int]):
+    """The ONNX model proto of an exported program."""
+    try:
+        return torch.onnx.export(program, (example, ),
+                                 input_names=['image'],
+                                 output_names=names,
+                                 opset_version=opset,
+                                 dynamo=True,
+                                 verbose=False).model_proto
+    except Exception as error:  # re-raised with what failed
+        raise ExportError(
+            f'ONNX translation failed: {_first_line(error)}') from error
+
+
+def _out_folder(out: str) -> str:
+    """The folder of ``out``, created; checked before the (slow) export."""
+    folder = osp.dirname(osp.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f'cannot write {out}: cannot create {folder} '
+                          f'({error.strerror})') from error
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f'cannot write {out}: {folder} is not writable')
+    return folder
+
+
+def _save_checked(proto, out: str) -> None:
+    """Write ``proto`` to ``out`` only if the ONNX checker accepts it: a
+    temporary file first, renamed over ``out`` at the end, so a failure
+    leaves no partial file (and an earlier ``out`` intact)."""
+    import onnx
+    handle, tmp = tempfile.mkstemp(suffix='.onnx.part', dir=_out_folder(out))
+    os.close(handle)
+    try:
+        onnx.save_model(proto, tmp)
+        onnx.checker.check_model(tmp)
+        os.replace(tmp, out)
+    except Exception as error:
+        os.remove(tmp)
+        if isinstance(error, OSError):
+            raise ExportError(f'cannot write {out}: {error}') from error
+        raise ExportError(
+            f'the exported graph fails the ONNX checker: '
+            f'{_first_line(error)}') from error
+
+
 def export_onnx(detector: nn.Module,
                 out: str,
                 metadata: dict,
@@ -208,7 +268,7 @@ def export_onnx(detector: nn.Module,
         detector (nn.Module): A ``ConditionalDETR`` (any mode; restored).
         out (str): The ``.onnx`` path (weights inside, no external data).
         metadata (dict): See :mod:`.metadata`.
-        opset (int, optional): ONNX opset (default: the exporter's).
+        opset (int, optional): ONNX opset >= 18 (default: the exporter's).
         dynamic_batch (bool): Make the batch size dynamic too.
         raw (bool): Every layer's outputs instead of the detections.
         example_size (tuple): (h, w) of the tracing example; any size works
@@ -216,8 +276,14 @@ def export_onnx(detector: nn.Module,
 
     Returns:
         dict: ``path``, ``bytes``, ``opset``, ``inputs``, ``outputs``.
+
+    Raises:
+        ExportError: untraceable module (named), failed translation, a
+            graph the ONNX checker rejects, an unwritable ``out``.
     """
     import onnx
+    _check_opset(opset)
+    _out_folder(out)
     names = list(RAW_OUTPUTS if raw else OUTPUTS)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2 if dynamic_batch else 1, 3, *example_size,
@@ -225,24 +291,13 @@ def export_onnx(detector: nn.Module,
     with export_mode(detector):
         wrapper = ExportableDetector(detector, raw=raw).eval()
         program = trace(wrapper, example, dynamic_batch)
-        try:
-            onnx_program = torch.onnx.export(program, (example, ),
-                                             input_names=['image'],
-                                             output_names=names,
-                                             opset_version=opset,
-                                             dynamo=True,
-                                             verbose=False)
-        except Exception as error:
-            raise ExportError(
-                f'ONNX translation failed: {_first_line(error)}') from error
-    proto = onnx_program.model_proto
-    opset = next(o.version for o in proto.opset_import if o.domain in ('',
-                                                                       'ai.onnx'))
+        proto = _translate(program, example, names, opset)
+    opset = next(o.version for o in proto.opset_import
+                 if o.domain in ('', 'ai.onnx'))
     metadata = dict(metadata, outputs=names, raw=raw, opset=opset)
     onnx.helper.set_model_props(
         proto, {'mmdet_conddetr': json.dumps(metadata, sort_keys=True)})
-    onnx.save_model(proto, out)
-    onnx.checker.check_model(out)
+    _save_checked(proto, out)
     return dict(path=out,
                 bytes=osp.getsize(out),
                 opset=opset,

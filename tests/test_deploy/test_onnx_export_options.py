@@ -82,3 +82,14 @@ def test_untraceable_backbone_is_named(tmp_path):
     assert "'backbone' (NumpyBackbone)" in message
     assert 'dynamic image size' in message
     assert not osp.exists(tmp_path / 'x.onnx')
+
+
+def test_too_old_opset_and_unwritable_out_are_clear(tmp_path):
+    model = build_detector(load_config(DEMO))
+    with pytest.raises(ExportError, match='--opset 17.*18'):
+        export_onnx(model, str(tmp_path / 'a.onnx'), metadata={}, opset=17)
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(ExportError, match='cannot write .*b.onnx'):
+        export_onnx(model, str(blocker / 'b.onnx'), metadata={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['file']
