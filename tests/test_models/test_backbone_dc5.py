@@ -28,7 +28,8 @@ import mmdet_conddetr  # noqa: F401
 from mmdet_conddetr.models.backbones import ResNetDC5
 from mmdet_conddetr.registry import MODELS
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO_ROOT, 'configs/conditional_detr')
 BLOCKS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
 

@@ -11,7 +11,7 @@ import os.path as osp
 import pytest
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METAFILE = 'configs/conditional_detr/metafile.yml'
 CONFIG_DIR = 'configs/conditional_detr'
 
