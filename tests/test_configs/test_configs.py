@@ -35,8 +35,9 @@ def test_coco_config_settings(name):
     [scheduler] = cfg.param_scheduler
     assert scheduler.type == 'MultiStepLR' and scheduler.milestones == [drop]
     assert scheduler.gamma == 0.1 and scheduler.end == epochs
+    # fused: torch's one-call AdamW, the same update rule (not the loop)
     assert cfg.optim_wrapper.optimizer == dict(
-        type='AdamW', lr=1e-4, weight_decay=1e-4)
+        type='AdamW', lr=1e-4, weight_decay=1e-4, fused=True)
     assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
     per_gpu = 1 if 'dc5' in name else 2  # official, 8 GPUs

@@ -86,6 +86,18 @@ def montage(images, out_file: Path, columns: int = 2) -> None:
     cv2.imwrite(str(out_file), np.concatenate(rows, axis=0))
 
 
+def shrink_png(path: Path, max_width: int) -> None:
+    """Rewrite a figure as an at most ``max_width`` wide 256-colour PNG:
+    the committed copies in docs/demo/ stay a few hundred KB."""
+    from PIL import Image
+    image = Image.open(path).convert('RGB')
+    if image.width > max_width:
+        size = (max_width, round(image.height * max_width / image.width))
+        image = image.resize(size, Image.LANCZOS)
+    image.quantize(256, method=Image.Quantize.MEDIANCUT).save(
+        path, optimize=True)
+
+
 def newest(pattern: str, folder: Path) -> Path:
     found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
@@ -149,6 +161,7 @@ def main() -> None:
         '--cfg-options', *data_options)
     drawings = sorted((out / 'detections').rglob('*.png'))
     montage(drawings[:8], out / 'detections.png')
+    shrink_png(out / 'detections.png', 512)
     metrics_log = newest('*/*.json', out / 'test')
     metrics = json.loads(metrics_log.read_text())
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
@@ -156,6 +169,7 @@ def main() -> None:
     first_val = sorted((data / 'val').glob('*.png'))[0]
     run('tools/analysis_tools/visualize_attention.py', str(CONFIGS / config),
         checkpoint, str(first_val), '--out', str(out / 'attention.png'))
+    shrink_png(out / 'attention.png', 1400)
     curves = [f'{label}={work}' for label, (_, work) in runs.items()]
     run('tools/analysis_tools/convergence.py',
         *[arg for curve in curves for arg in ('--run', curve)], '--out',

@@ -209,9 +209,12 @@ mmdet_train_pipeline = [
 ]
 mmdet_test_pipeline = {{_base_.test_pipeline}}
 
+# fused=True: one fused call per parameter group instead of a Python loop over
+# the ~300 tensors (torch's default on the CPU); same update rule and groups.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4),
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(
         custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
