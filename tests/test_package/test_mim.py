@@ -122,3 +122,24 @@ def test_package_scoped_config_path_from_the_wheel(wheel_install, tmp_path):
     package_file, model_type = stdout.split()
     assert package_file.startswith(wheel_install)
     assert model_type == 'ConditionalDETR'
+
+
+def test_mim_train_runs_the_config_with_its_safety_hooks(
+        wheel_install, tmp_path):
+    """``mim train mmdet_conddetr CONFIG`` runs the wheel's tools/train.py:
+    the same hooks as every other entry point, atomic checkpoints."""
+    from helpers.reliability import make_shapes, write_tiny_config
+    config = write_tiny_config(tmp_path / 'cfg.py',
+                               make_shapes(tmp_path / 'shapes'),
+                               max_iters=2,
+                               interval=2)
+    work_dir = tmp_path / 'work'
+    stdout = _run([
+        MIM, 'train', 'mmdet_conddetr', config, '--work-dir',
+        str(work_dir)
+    ], wheel_install, tmp_path)
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert not list(work_dir.glob('*.tmp*'))
+    for hook in ('AtomicCheckpointHook', 'NonFiniteLossHook',
+                 'CheckpointMatchHook'):
+        assert hook in stdout
