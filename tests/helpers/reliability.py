@@ -253,3 +253,9 @@ class RankNonFiniteLossHook(Hook):
             return losses
 
         model.loss = loss
+
+
+def last_checkpoint(work_dir) -> str:
+    """The checkpoint path a run's ``last_checkpoint`` file names."""
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()

@@ -17,8 +17,9 @@ import pytest
 import torch
 from helpers.processes import (kill, launch_two_ranks, popen, read,
                                wait_for)
-from helpers.reliability import (build_runner, make_shapes, tool_env,
-                                 train_cmd, write_tiny_config)
+from helpers.reliability import (build_runner, last_checkpoint,
+                                 make_shapes, tool_env, train_cmd,
+                                 write_tiny_config)
 
 from mmdet_conddetr.checkpoint import read_checkpoint_file
 from mmdet_conddetr.errors import CheckpointSaveError
@@ -29,18 +30,6 @@ TIMEOUT = 300
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     return make_shapes(tmp_path_factory.mktemp('shapes'))
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _last_checkpoint(work_dir):
-    return read(osp.join(work_dir, 'last_checkpoint')).strip()
 
 
 def test_kill_during_save_and_at_random_then_resume_is_exact(shapes, tmp_path):
@@ -74,7 +63,7 @@ def test_kill_during_save_and_at_random_then_resume_is_exact(shapes, tmp_path):
     partial = glob.glob(tmp_glob)
     assert len(partial) == 1
     assert not osp.exists(osp.join(run_dir, 'iter_8.pth'))
-    latest = _last_checkpoint(run_dir)
+    latest = last_checkpoint(run_dir)
     assert latest == osp.join(run_dir, 'iter_4.pth')
     assert read_checkpoint_file(latest)['meta']['iter'] == 4
 
@@ -95,7 +84,7 @@ def test_kill_during_save_and_at_random_then_resume_is_exact(shapes, tmp_path):
     assert not any(osp.exists(p) for p in partial)
     assert 'Iter(train) [ 4/12]' not in log_b  # continued after iteration 4
     # whatever the kill hit, last_checkpoint names a complete checkpoint
-    latest = _last_checkpoint(run_dir)
+    latest = last_checkpoint(run_dir)
     assert read_checkpoint_file(latest)['meta']['iter'] in (4, 8, 12)
 
     # 3. resumed to the end
@@ -149,7 +138,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     assert f'the latest complete checkpoint is still {previous}' in message
     assert 'Free disk space' in message and '--resume' in message
     assert info.value.errno is None or info.value.errno == errno.ENOSPC
-    assert _last_checkpoint(work_dir) == previous
+    assert last_checkpoint(work_dir) == previous
     assert read_checkpoint_file(previous)['meta']['iter'] == 2
     assert not osp.exists(osp.join(work_dir, 'iter_4.pth'))
     assert not glob.glob(osp.join(work_dir, '.iter_4.pth.tmp-*'))

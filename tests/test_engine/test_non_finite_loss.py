@@ -11,7 +11,8 @@ import os.path as osp
 import pytest
 import torch
 from helpers.processes import kill, launch_two_ranks, read
-from helpers.reliability import build_runner, make_shapes, write_tiny_config
+from helpers.reliability import (build_runner, last_checkpoint, make_shapes,
+                                 write_tiny_config)
 
 from mmdet_conddetr.checkpoint import read_checkpoint_file
 from mmdet_conddetr.errors import NonFiniteLossError
@@ -22,19 +23,6 @@ TIMEOUT = 300
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     return make_shapes(tmp_path_factory.mktemp('shapes'))
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _last_checkpoint(work_dir):
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
 
 
 # ---------------------------------------------------------- non-finite loss
@@ -158,7 +146,7 @@ def test_skip_under_ddp_every_rank_skips_the_same_step(shapes, tmp_path):
     assert 'skipped iteration 3 (non-finite loss on rank 1: loss_bbox=nan)' \
         in logs[0]
     assert logs[0].count('NonFiniteLossHook: skipped') == 1
-    saved = read_checkpoint_file(_last_checkpoint(tmp_path / 'wd'))
+    saved = read_checkpoint_file(last_checkpoint(tmp_path / 'wd'))
     assert saved['meta']['iter'] == 5
     for key, value in saved['state_dict'].items():
         assert torch.isfinite(value.float()).all(), key
