@@ -33,6 +33,7 @@ from mmdet.datasets.transforms import Resize
 from mmdet.structures.bbox import autocast_box_type
 
 from mmdet_conddetr.registry import TRANSFORMS
+from mmdet_conddetr.size_rule import get_size_with_aspect_ratio
 
 __all__ = ['DETRResize', 'detr_output_size']
 
@@ -40,7 +41,9 @@ __all__ = ['DETRResize', 'detr_output_size']
 def detr_output_size(width: int, height: int, size: Union[int, Tuple[int,
                                                                      int]],
                      max_size: Optional[int]) -> Tuple[int, int]:
-    """Output ``(width, height)`` of the official resize.
+    """Output ``(width, height)`` of the official resize
+    (:func:`mmdet_conddetr.size_rule.get_size_with_aspect_ratio`), or an
+    exact size.
 
     Args:
         width (int): Input image width.
@@ -55,16 +58,7 @@ def detr_output_size(width: int, height: int, size: Union[int, Tuple[int,
     """
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[1])
-    if max_size is not None:
-        short, long = float(min(width, height)), float(max(width, height))
-        if long / short * size > max_size:
-            size = int(round(max_size * short / long))
-    if (width <= height and width == size) or (height <= width
-                                               and height == size):
-        return width, height
-    if width < height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
+    return get_size_with_aspect_ratio(width, height, size, max_size)
 
 
 @TRANSFORMS.register_module()

@@ -21,10 +21,12 @@ Boxes come back in original-image pixels: the graph's boxes (input pixels)
 times original/resized size per axis, which is the normalised box times the
 original size, as ``predict`` computes it.
 
-This file imports nothing from its package, so it can also be copied on its
-own or loaded by path (``tools/deployment/onnx_inference.py`` does, to keep
-torch out of the process).
+Of its package this file imports only the leaf ``size_rule.py`` (pure
+Python, the official size rule), so it can be loaded by path
+(``tools/deployment/onnx_inference.py`` does, to keep torch out of the
+process); it then loads ``../size_rule.py`` by path too.
 """
+import importlib.util
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -32,28 +34,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+if __package__:
+    from ..size_rule import get_size_with_aspect_ratio
+else:
+    # Loaded by path as a top-level module: importing the leaf through the
+    # package would run the package's __init__ (torch, mmdet).
+    _SPEC = importlib.util.spec_from_file_location(
+        'mmdet_conddetr_size_rule',
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+            __file__))), 'size_rule.py'))
+    _SIZE_RULE = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(_SIZE_RULE)
+    get_size_with_aspect_ratio = _SIZE_RULE.get_size_with_aspect_ratio
+
 METADATA_KEY = 'mmdet_conddetr'
-
-
-def get_size_with_aspect_ratio(width: int, height: int, size: int,
-                               max_size: Optional[int]) -> Tuple[int, int]:
-    """Output ``(width, height)`` of the official DETR resize.
-
-    The short side becomes ``size``; when the long side would then exceed
-    ``max_size``, ``size`` shrinks to ``round(max_size * short / long)``.
-    The long side is truncated (``int``), not rounded, so a 640x480 image
-    becomes 1066x800 and a capped long side can be ``max_size + 1``.
-    """
-    if max_size is not None:
-        short, long = float(min(width, height)), float(max(width, height))
-        if long / short * size > max_size:
-            size = int(round(max_size * short / long))
-    if (width <= height and width == size) or (height <= width
-                                               and height == size):
-        return width, height
-    if width < height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
 
 
 def keep_ratio_size(width: int, height: int,
