@@ -39,10 +39,9 @@ if __package__:
 else:
     # Loaded by path as a top-level module: importing the leaf through the
     # package would run the package's __init__ (torch, mmdet).
+    _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _SPEC = importlib.util.spec_from_file_location(
-        'mmdet_conddetr_size_rule',
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-            __file__))), 'size_rule.py'))
+        'mmdet_conddetr_size_rule', os.path.join(_PACKAGE_DIR, 'size_rule.py'))
     _SIZE_RULE = importlib.util.module_from_spec(_SPEC)
     _SPEC.loader.exec_module(_SIZE_RULE)
     get_size_with_aspect_ratio = _SIZE_RULE.get_size_with_aspect_ratio
