@@ -9,6 +9,7 @@ every subpackage can raise these without importing another one::
       WorkDirError (OSError)             the work dir cannot be written
       NonFiniteLossError (FloatingPointError)
       CheckpointSaveError (OSError)      a checkpoint could not be written
+      DownloadError (OSError)            a checkpoint URL cannot be fetched
       DistributedFailureError (RuntimeError)
       ExportError (RuntimeError)         a model cannot be exported to ONNX
       CheckpointError (ValueError)       reading/converting/matching weights
@@ -32,7 +33,8 @@ from typing import Iterable, List, Optional
 
 __all__ = [
     'UserFacingError', 'ConfigCheckError', 'DataCheckError', 'WorkDirError',
-    'NonFiniteLossError', 'CheckpointSaveError', 'DistributedFailureError',
+    'NonFiniteLossError', 'CheckpointSaveError', 'DownloadError',
+    'DistributedFailureError',
     'ExportError',
     'CheckpointError', 'CheckpointFileError', 'UnsafeCheckpointError',
     'UnknownLayoutError', 'NumClassesError', 'KeyMismatchError',
@@ -89,6 +91,22 @@ class NonFiniteLossError(UserFacingError, FloatingPointError):
 class CheckpointSaveError(UserFacingError, OSError):
     """A checkpoint could not be written (disk full, quota, I/O error); the
     previous checkpoint is untouched."""
+
+
+class DownloadError(UserFacingError, OSError):
+    """A checkpoint named by URL could not be downloaded (no internet, a
+    proxy that does not answer, a wrong URL); nothing was written to the
+    download cache.
+
+    Attributes (None when built from a message only):
+        url (str): The URL that failed.
+        key (str): The config key or argument that named it, if known.
+    """
+
+    def __init__(self, message, url=None, key=None):
+        super().__init__(message)
+        self.url = url
+        self.key = key
 
 
 class DistributedFailureError(UserFacingError, RuntimeError):

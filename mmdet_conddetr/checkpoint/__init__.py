@@ -22,13 +22,16 @@ Loading a foreign checkpoint into a ``ConditionalDETR`` (``load_from=``,
 :mod:`.load_pre_hook`).
 Importing this package allow-lists ``argparse.Namespace`` for
 ``torch.load(weights_only=True)`` (the official files store their command
-line), see :func:`allow_foreign_checkpoint_types`.
+line), see :func:`allow_foreign_checkpoint_types`, and gives mmengine's
+``http(s)://`` checkpoint downloads a timeout and one clear error (see
+:mod:`.download`).
 """
 from .coco_classes import (COCO_CATEGORY_IDS, COCO_UNUSED_IDS, PRIOR_BIAS,
                            expand_coco_rows, select_coco_rows)
 from .convert import (SOURCES, ConversionResult, convert, convert_state_dict,
                       export_state_dict)
 from .detect import detect_source, extract_state_dict
+from .download import register_http_loader
 from ..errors import (CheckpointError, CheckpointFileError,
                       CheckpointMismatchError, KeyMismatchError,
                       NumClassesError, UnknownLayoutError,
@@ -41,6 +44,7 @@ from .layouts import FOREIGN_LAYOUTS, LAYOUTS
 from .layouts.native import CLASS_BIAS, CLASS_WEIGHT, NATIVE
 
 allow_foreign_checkpoint_types()
+register_http_loader()
 
 __all__ = [
     'COCO_CATEGORY_IDS', 'COCO_UNUSED_IDS', 'PRIOR_BIAS', 'expand_coco_rows',

@@ -9,6 +9,11 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 default_scope = 'mmdet_conddetr'
+# Import the package as soon as the config is read (Config.fromfile): mmdet's
+# DetInferencer loads `weights` before it builds the model, and the package
+# gives every checkpoint download a timeout and one clear error. A config
+# that sets its own custom_imports should list 'mmdet_conddetr' too.
+custom_imports = dict(imports=['mmdet_conddetr'], allow_failed_imports=False)
 
 embed_dims = 256
 model = dict(
