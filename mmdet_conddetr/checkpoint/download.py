@@ -39,8 +39,8 @@ from mmengine.dist import get_dist_info
 from mmengine.runner.checkpoint import CheckpointLoader, load_url
 
 from mmdet_conddetr.errors import ConfigCheckError, DownloadError
-from .download_message import (NETWORK_ERRORS, cached_path,
-                               explain_network_error)
+from .download_message import (NETWORK_ERRORS, IncompleteDownload,
+                               cached_path, explain_network_error)
 
 __all__ = [
     'download_timeout', 'config_urls', 'cached_path', 'explain_network_error',
@@ -122,7 +122,7 @@ def fetch(url: str, path: str, timeout: float, progress: bool = False):
 
     Raises:
         URLError, OSError, HTTPException: as ``urllib`` does, and
-            ``ConnectionError`` for a body shorter than announced.
+            :class:`IncompleteDownload` for a body shorter than announced.
     """
     folder = osp.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -146,7 +146,7 @@ def fetch(url: str, path: str, timeout: float, progress: bool = False):
                     size += len(chunk)
                     bar.update(len(chunk))
         if total is not None and size != total:
-            raise ConnectionError(
+            raise IncompleteDownload(
                 f'the connection closed after {size} of {total} bytes')
         os.replace(partial, path)
     finally:

@@ -12,12 +12,20 @@ import os
 import os.path as osp
 import socket
 import ssl
-from http.client import HTTPException
+from http.client import HTTPException, IncompleteRead
 from typing import List, Optional, Tuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 
-__all__ = ['NETWORK_ERRORS', 'cached_path', 'explain_network_error']
+__all__ = [
+    'NETWORK_ERRORS', 'IncompleteDownload', 'cached_path',
+    'explain_network_error'
+]
+
+
+class IncompleteDownload(ConnectionError):
+    """The connection ended before the announced length arrived."""
+
 
 NETWORK_ERRORS = (URLError, socket.timeout, TimeoutError, ConnectionError,
                   ssl.SSLError, HTTPException)
@@ -64,7 +72,7 @@ def _fix(key: Optional[str], url: str) -> str:
     if key == 'load_from':
         point = (f'pass {local} as the checkpoint argument (tools/test.py) '
                  f'or {point}')
-        without = '; or train without them: --cfg-options load_from=None'
+        without = '; or train without it: --cfg-options load_from=None'
     elif _is_config_key(key) and key.endswith('init_cfg.checkpoint'):
         without = ('; or start without these weights: --cfg-options '
                    f'{key[:-len(".checkpoint")]}=None')
@@ -98,6 +106,9 @@ def explain_network_error(
     where = f' ({key})' if key else ''
     if isinstance(error, HTTPError):
         why = 'The server is reachable but does not serve it: check the URL.'
+    elif isinstance(error, (IncompleteDownload, IncompleteRead)):
+        why = ('The transfer broke off (an unstable network or a proxy that '
+               'cuts long downloads); running again retries it.')
     else:
         why = ('This machine cannot reach it (no internet, a firewall, or a '
                'proxy that does not answer).')

@@ -181,6 +181,7 @@ def test_a_body_cut_short_is_not_cached(http_port, env):
     message = str(info.value)
     assert f'cannot download {url}: ' in message  # no key outside a run
     assert 'closed after 10 of 1000 bytes' in message
+    assert 'transfer broke off' in message
     assert _cache_is_empty(env)
 
 
