@@ -23,13 +23,16 @@ so models <- engine <- tools, and checkpoint sits below models: it converts
 state dicts and needs nothing from the model code. Checked twice: statically
 (every ``import`` statement, also those inside functions, so a delayed import
 cannot hide a cycle) and by importing each subpackage alone in a fresh
-interpreter.
+interpreter (a child forked from one that has imported only third-party
+packages, so torch, mmdet, ... are imported once, not once per subpackage).
 """
 import ast
+import json
 import os
 import os.path as osp
 import subprocess
 import sys
+import threading
 
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 PACKAGE = osp.join(REPO_ROOT, 'mmdet_conddetr')
@@ -113,38 +116,82 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
         ['mmdet_conddetr.engine']
 
 
-_LOADED = ('import sys, {module}; print(" ".join(sorted({{m.split(".")[1] '
-           'for m in sys.modules if m.startswith("mmdet_conddetr.")}})))')
+# Third-party packages ours build on: importing them is most of the cost of
+# importing any subpackage of ours, so one interpreter imports them once and
+# forks a child per module checked (below).
+PRELOAD = ('torch', 'mmengine.runner', 'mmcv.transforms', 'mmcv.ops',
+           'mmdet.models', 'mmdet.datasets', 'mmdet.evaluation', 'mmdet.apis',
+           'matplotlib.pyplot')
+
+# Prints the modules of ours the preloads brought (there must be none), then
+# for each module named on stdin forks a child that imports just that module
+# and answers with the subpackages of ours it loaded (or the traceback). The
+# child starts with none of our modules loaded, as a fresh interpreter does,
+# and the packages it finds already imported imported nothing of ours.
+_IMPORTER = '''
+import importlib, json, os, sys, traceback
+for name in {preload!r}:
+    importlib.import_module(name)
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.split('.')[0] == 'mmdet_conddetr')), flush=True)
+for line in sys.stdin:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            importlib.import_module(line.strip())
+            answer = sorted({{m.split('.')[1] for m in sys.modules
+                              if m.startswith('mmdet_conddetr.')}})
+        except BaseException:
+            answer = traceback.format_exc()
+        with os.fdopen(write, 'w') as f:
+            f.write(json.dumps(answer))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        answer = f.read()
+    status = os.waitpid(pid, 0)[1]
+    print(answer or json.dumps(f'the child died (wait status {{status}})'),
+          flush=True)
+'''
 
 
-def _loaded_in_fresh_interpreters(modules, at_once=2):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = {}
-    for start in range(0, len(modules), at_once):
-        procs = {
-            m: subprocess.Popen(
-                [sys.executable, '-c', _LOADED.format(module=m)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                cwd=REPO_ROOT, env=env)
-            for m in modules[start:start + at_once]
-        }
-        for module, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=300)
-            assert proc.returncode == 0, f'import {module} failed:\n{stderr}'
-            out[module] = set(stdout.split())
-    return out
+def test_each_subpackage_imports_alone_and_loads_nothing_above_it(tmp_path):
+    log = open(tmp_path / 'importer.log', 'w+')
+    proc = subprocess.Popen(
+        [sys.executable, '-c', _IMPORTER.format(preload=PRELOAD)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+        text=True, cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.start()
 
+    def loaded(module):
+        proc.stdin.write(module + '\n')
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline() or '"no answer"')
+        log.seek(0)
+        assert isinstance(answer, list), \
+            f'import {module} failed:\n{answer}\n{log.read()[-3000:]}'
+        return set(answer)
 
-def test_each_subpackage_imports_alone_and_loads_nothing_above_it():
-    # Importing the package registers the models, so it loads models and
-    # what they need: those subpackages are checked by this first import.
-    base = _loaded_in_fresh_interpreters(['mmdet_conddetr'])['mmdet_conddetr']
-    assert 'models' in base
-    assert base <= ALLOWED['models'] | {'models', 'version'}
-    others = sorted(set(ALLOWED) - base - {'version'})
-    assert 'engine' in others and 'datasets' in others
-    loaded = _loaded_in_fresh_interpreters(
-        [f'mmdet_conddetr.{sub}' for sub in others])
-    for sub in others:
-        extra = loaded[f'mmdet_conddetr.{sub}'] - base - {sub}
-        assert extra <= ALLOWED[sub], f'{sub} loads {extra - ALLOWED[sub]}'
+    try:
+        preloaded = json.loads(proc.stdout.readline() or '"no answer"')
+        log.seek(0)
+        assert preloaded == [], f'{preloaded}\n{log.read()[-3000:]}'
+        # Importing the package registers the models, so it loads models
+        # and what they need: those subpackages are checked by this import.
+        base = loaded('mmdet_conddetr')
+        assert 'models' in base
+        assert base <= ALLOWED['models'] | {'models', 'version'}
+        others = sorted(set(ALLOWED) - base - {'version'})
+        assert 'engine' in others and 'datasets' in others
+        for sub in others:
+            extra = loaded(f'mmdet_conddetr.{sub}') - base - {sub}
+            assert extra <= ALLOWED[sub], \
+                f'{sub} loads {extra - ALLOWED[sub]}'
+    finally:
+        watchdog.cancel()
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        log.close()
