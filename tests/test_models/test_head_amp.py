@@ -80,7 +80,16 @@ def test_head_outputs_and_losses_are_fp32_for_half_inputs():
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_training_step_with_extreme_logits_and_references(model, dtype):
     record = []
-    result = training_step(model, dtype, logit=20.0, ref=8.0, record=record)
+    # the class branch's own output dtype, before the pushed values replace
+    # it (this hook runs before the one training_step adds)
+    outputs = []
+    handle = model.bbox_head.fc_cls.register_forward_hook(
+        lambda module, args, out: outputs.append(out.dtype))
+    try:
+        result = training_step(model, dtype, logit=20.0, ref=8.0,
+                               record=record)
+    finally:
+        handle.remove()
     assert result == dict(loss=True, grads=True)
     seen = dict()
     for what, kind in record:
@@ -92,11 +101,4 @@ def test_training_step_with_extreme_logits_and_references(model, dtype):
     }
     assert len(record) == 6 + 2 + 1
     # the two linear branches do run in half precision
-    outputs = []
-    handle = model.bbox_head.fc_cls.register_forward_hook(
-        lambda module, args, out: outputs.append(out.dtype))
-    try:
-        training_step(model, dtype)
-    finally:
-        handle.remove()
     assert set(outputs) == {dtype}
