@@ -17,6 +17,11 @@ the CPU cores (``--sequential`` runs them one after the other with all of
 them): the small models use two threads poorly, so on the 2-core machine the
 pair finishes in about 0.7 of the sequential time. Conditional DETR's log is
 printed; plain DETR's goes to ``detr.log`` in the output folder.
+
+The configs' schedule is trained when it fits the wall-time budget
+(``--minutes``); on a slower machine both detectors train for the same,
+smaller number of epochs that fits (``demo_budget.py``; ``--minutes 0`` always
+trains the configs' schedule).
 """
 import argparse
 import json
@@ -27,8 +32,14 @@ import sys
 import time
 from pathlib import Path
 
+from demo_budget import VAL_BATCH_COST, Plan, iteration_seconds, plan_epochs
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'conditional_detr'
+# The 15-minute bar of the demo with 30 % headroom for slower days.
+BUDGET_MINUTES = 11.5
+# Iterations timed before the trainings to plan their schedule.
+CALIBRATION_ITERS = 20
 
 
 def run(*args: str) -> None:
@@ -106,6 +117,71 @@ def newest(pattern: str, folder: Path) -> Path:
     return found[-1]
 
 
+def count_images(data: Path, split: str) -> int:
+    annotations = data / 'annotations' / f'instances_{split}.json'
+    return len(json.loads(annotations.read_text())['images'])
+
+
+def plan_schedule(runs, data_options, out: Path, data: Path,
+                  seconds_left: float, sequential: bool) -> Plan:
+    """Times a few iterations of the trainings, run as the demo will run
+    them (together or one after the other), and plans the epochs that fit
+    ``seconds_left`` (see demo_budget.py)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(CONFIGS / runs['Conditional DETR'][0]))
+    batch = cfg.train_dataloader.batch_size
+    folder = out / 'calibration'
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    options = [
+        *data_options, 'train_dataloader.dataset.indices='
+        f'{CALIBRATION_ITERS * batch}', 'train_cfg.max_epochs=1',
+        'train_cfg.val_begin=1000', 'default_hooks.logger.interval=5',
+        'log_processor.window_size=5'
+    ]
+    jobs = [(label, [
+        'tools/train.py',
+        str(CONFIGS / config), '--work-dir',
+        str(folder / work_dir.name), '--cfg-options', *options
+    ]) for label, (config, work_dir) in runs.items()]
+    print(f'\nTiming {CALIBRATION_ITERS} iterations of each training to fit '
+          f'the schedule into the {seconds_left / 60:.1f} min left',
+          flush=True)
+    started = time.time()
+    if sequential or len(jobs) == 1:
+        for _, command in jobs:
+            run(*command)
+    else:
+        train_concurrently(jobs, folder)
+    times = iteration_seconds([folder / work.name for _, work in runs.values()])
+    per_iter = sum(times) if sequential else max(times)
+    # Process start-up and checkpointing: what the calibration took beyond
+    # its iterations; paid again by the trainings, the test and the figures.
+    rounds = len(jobs) if sequential else 1
+    startup = max(0.0, (time.time() - started - CALIBRATION_ITERS * per_iter)
+                  / rounds)
+    val_batches = -(-count_images(data, 'val') // cfg.val_dataloader.batch_size)
+    plan = plan_epochs(
+        per_iter,
+        iters_per_epoch=-(-count_images(data, 'train') // batch),
+        val_batches=val_batches,
+        val_interval=cfg.train_cfg.val_interval,
+        max_epochs=cfg.train_cfg.max_epochs,
+        lr_drop_epoch=cfg.param_scheduler[1]['milestones'][0],
+        seconds_left=seconds_left - (time.time() - started),
+        fixed_seconds=(rounds + 3) * startup +
+        VAL_BATCH_COST * val_batches * per_iter)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f'{per_iter:.3f} s per iteration: ' + (
+        f'the configs\' schedule ({plan.epochs} epochs, lr drop at '
+        f'{plan.lr_drop_epoch}) fits, ~{plan.predicted_minutes:.1f} min'
+        if plan.full_schedule else
+        f'{plan.epochs} epochs (lr drop at {plan.lr_drop_epoch}) fit instead '
+        f'of the configs\' {cfg.train_cfg.max_epochs}; expect a lower mAP '
+        f'(--minutes 0 trains them all)'), flush=True)
+    return plan
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='work_dirs/demo')
@@ -114,6 +190,10 @@ def main() -> None:
                         help='train only Conditional DETR (no comparison)')
     parser.add_argument('--sequential', action='store_true',
                         help='train the two detectors one after the other')
+    parser.add_argument('--minutes', type=float, default=BUDGET_MINUTES,
+                        help='wall-time budget of the whole demo: fewer '
+                        'epochs than the configs\' when those do not fit '
+                        '(0: always the configs\' schedule)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra key=value overrides for every training '
                         'and test, e.g. train_cfg.max_epochs=2 for a quick look')
@@ -141,6 +221,13 @@ def main() -> None:
         if work_dir.exists():
             print(f'Removing the previous demo run in {work_dir}')
             shutil.rmtree(work_dir)
+    if args.minutes > 0 and not any(
+            option.startswith('train_cfg.max_epochs=')
+            for option in args.cfg_options):
+        plan = plan_schedule(runs, data_options, out, data,
+                             args.minutes * 60 - (time.time() - start),
+                             args.sequential)
+        data_options += plan.cfg_options()
     trainings = [(label, [
         'tools/train.py',
         str(CONFIGS / config), '--work-dir',
