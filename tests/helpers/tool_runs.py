@@ -7,9 +7,11 @@ import glob
 import json
 import os
 import os.path as osp
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -99,6 +101,54 @@ def run(cmd, env=None, timeout=TIMEOUT):
         f'{" ".join(map(str, cmd))} failed ({proc.returncode}):\n'
         f'{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}')
     return proc
+
+
+class Background:
+    """A tool run started now and waited for by ``result()``, which checks
+    it as :func:`run` does. A tool run spends most of its time importing
+    torch and mmdet on one core, so independent runs overlap well on two.
+    Output goes to files (a full pipe would stall the run)."""
+
+    def __init__(self, cmd, env=None, timeout=TIMEOUT):
+        self.cmd = [str(c) for c in cmd]
+        self.timeout = timeout
+        self.logs = [tempfile.TemporaryFile('w+') for _ in range(2)]
+        self.proc = subprocess.Popen(self.cmd,
+                                     cwd=REPO_ROOT,
+                                     env=env or tool_env(),
+                                     stdout=self.logs[0],
+                                     stderr=self.logs[1],
+                                     text=True,
+                                     start_new_session=True)
+
+    def result(self) -> subprocess.CompletedProcess:
+        try:
+            self.proc.wait(timeout=self.timeout)
+        finally:
+            self.stop()
+        for log in self.logs:
+            log.seek(0)
+        stdout, stderr = (log.read() for log in self.logs)
+        for log in self.logs:
+            log.close()
+        assert self.proc.returncode == 0, (
+            f'{" ".join(self.cmd)} failed ({self.proc.returncode}):\n'
+            f'{stdout[-3000:]}\n{stderr[-6000:]}')
+        return subprocess.CompletedProcess(self.cmd, 0, stdout, stderr)
+
+    def stop(self):
+        """Kill the run and its children (torchrun's) if still going."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def selected(request, name):
+    """Whether this session runs the test function ``name`` (a run started
+    early for it is wasted otherwise)."""
+    return any(
+        getattr(item, 'originalname', item.name) == name
+        for item in request.session.items)
 
 
 def train_cmd(config, work_dir, *options, extra=()):

@@ -2,8 +2,10 @@
 launchers on a tiny synthetic shapes dataset (CPU only): one short training
 run, its evaluation single- and multi-process.
 
-Every test runs the real command-line tools in subprocesses (see
-tests/helpers/tool_runs.py).
+The tests run the real command-line tools in subprocesses (see
+tests/helpers/tool_runs.py), except one that fails before any work. The
+2-process runs start early and run in the background while the
+single-process ones do: each run mostly imports torch and mmdet on one core.
 """
 import glob
 import os.path as osp
@@ -12,11 +14,30 @@ import pickle
 import pytest
 from helpers.tool_run import tool_error
 from helpers.tool_runs import (ITERS_PER_EPOCH, NUM_VAL, REPO_ROOT, TOOLS,
-                               data_options, eval_cmd, eval_metrics,
-                               free_port, load_ckpt, run, run_logs,
-                               same_batches_options, scalars, tool_env,
-                               train_cmd, train_options)
+                               Background, data_options, eval_cmd,
+                               eval_metrics, free_port, load_ckpt, run,
+                               run_logs, same_batches_options, scalars,
+                               selected, tool_env, train_cmd, train_options)
 from helpers.tool_runs import model_config, shapes_root  # noqa: F401
+
+
+@pytest.fixture(scope='module', autouse=True)
+def dist_train(model_config, shapes_root, tmp_path_factory, request):
+    """tools/dist_train.sh, 2 CPU processes, started as the module starts:
+    it trains while the single-process runs below do."""
+    if not selected(request, 'test_dist_train_on_cpu_uses_gloo'):
+        yield None
+        return
+    work_dir = str(tmp_path_factory.mktemp('dist_train'))
+    job = Background([
+        'bash',
+        osp.join(TOOLS, 'dist_train.sh'), model_config, 2, '--work-dir',
+        work_dir, '--cfg-options', *data_options(shapes_root),
+        *train_options(2, 2)
+    ],
+                     env=tool_env(PORT=free_port()))
+    yield dict(work_dir=work_dir, job=job)
+    job.stop()
 
 
 @pytest.fixture(scope='module')
@@ -36,16 +57,38 @@ def trained(model_config, shapes_root, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def single_test_metrics(model_config, shapes_root, trained, tmp_path_factory):
+def single_test_metrics(model_config, shapes_root, trained, tmp_path_factory,
+                        request):
+    """tools/test.py on the trained checkpoint; dist_test.sh's 2-process
+    evaluation of the same checkpoint is started first and runs meanwhile
+    (``dist``, None when its test is not run)."""
+    dist = None
+    if selected(request, 'test_dist_test_matches_single_process'):
+        dist_dir = str(tmp_path_factory.mktemp('dist_test'))
+        dist = dict(work_dir=dist_dir,
+                    job=Background([
+                        'bash',
+                        osp.join(TOOLS, 'dist_test.sh'), model_config,
+                        trained['ckpt'], 2, '--work-dir', dist_dir,
+                        '--cfg-options', *data_options(shapes_root)
+                    ],
+                                   env=tool_env(PORT=free_port())))
     work_dir = str(tmp_path_factory.mktemp('test_single'))
     out = osp.join(work_dir, 'results.pkl')
-    run(
-        eval_cmd(model_config,
-                 trained['ckpt'],
-                 work_dir,
-                 *data_options(shapes_root),
-                 extra=['--out', out, '--show-dir', 'painted']))
-    return dict(metrics=eval_metrics(work_dir), out=out, work_dir=work_dir)
+    try:
+        run(
+            eval_cmd(model_config,
+                     trained['ckpt'],
+                     work_dir,
+                     *data_options(shapes_root),
+                     extra=['--out', out, '--show-dir', 'painted']))
+        yield dict(metrics=eval_metrics(work_dir),
+                   out=out,
+                   work_dir=work_dir,
+                   dist=dist)
+    finally:
+        if dist is not None:
+            dist['job'].stop()
 
 
 def test_train_writes_checkpoint_and_log(trained):
@@ -107,15 +150,9 @@ def test_test_tool_rejects_missing_checkpoint(model_config, tmp_path, capsys,
     assert f'checkpoint not found: {missing}' in err
 
 
-def test_dist_train_on_cpu_uses_gloo(model_config, shapes_root, tmp_path):
-    work_dir = str(tmp_path / 'dist_train')
-    proc = run([
-        'bash',
-        osp.join(TOOLS,
-                 'dist_train.sh'), model_config, 2, '--work-dir', work_dir,
-        '--cfg-options', *data_options(shapes_root), *train_options(2, 2)
-    ],
-               env=tool_env(PORT=free_port()))
+def test_dist_train_on_cpu_uses_gloo(dist_train):
+    work_dir = dist_train['work_dir']
+    proc = dist_train['job'].result()
     log = run_logs(work_dir)[-1]
     assert "'gloo'" in log
     assert 'rank 0 of 2' in log
@@ -129,15 +166,9 @@ def test_dist_train_on_cpu_uses_gloo(model_config, shapes_root, tmp_path):
     assert proc.returncode == 0
 
 
-def test_dist_test_matches_single_process(model_config, shapes_root, trained,
-                                          single_test_metrics, tmp_path):
-    work_dir = str(tmp_path / 'dist_test')
-    run([
-        'bash',
-        osp.join(TOOLS, 'dist_test.sh'), model_config, trained['ckpt'], 2,
-        '--work-dir', work_dir, '--cfg-options', *data_options(shapes_root)
-    ],
-        env=tool_env(PORT=free_port()))
+def test_dist_test_matches_single_process(single_test_metrics):
+    work_dir = single_test_metrics['dist']['work_dir']
+    single_test_metrics['dist']['job'].result()
     dist_metrics = eval_metrics(work_dir)
     single = single_test_metrics['metrics']
     coco_keys = sorted(k for k in single if k.startswith('coco/'))
