@@ -13,9 +13,30 @@ import time
 import pytest
 import torch
 from helpers.tool_runs import (BATCH, ITERS_PER_EPOCH, REPO_ROOT, TIMEOUT,
-                               TOOLS, data_options, load_ckpt, run, run_logs,
-                               scalars, tool_env, train_cmd, train_options)
+                               TOOLS, Background, data_options, load_ckpt,
+                               run, run_logs, scalars, selected, tool_env,
+                               train_cmd, train_options)
 from helpers.tool_runs import model_config, shapes_root  # noqa: F401
+
+
+@pytest.fixture(scope='module')
+def amp_run(model_config, shapes_root, tmp_path_factory, request):
+    """The --amp --auto-scale-lr training checked by
+    test_amp_and_auto_scale_lr_on_cpu, started by test_resume_after_kill
+    so that it trains while that test's runs do (each run mostly imports
+    torch and mmdet on one core); None when the AMP test is not run."""
+    if not selected(request, 'test_amp_and_auto_scale_lr_on_cpu'):
+        yield None
+        return
+    work_dir = str(tmp_path_factory.mktemp('amp'))
+    job = Background(
+        train_cmd(model_config,
+                  work_dir,
+                  *data_options(shapes_root),
+                  *train_options(1, 1),
+                  extra=['--amp', '--auto-scale-lr']))
+    yield dict(work_dir=work_dir, job=job)
+    job.stop()
 
 
 def test_dist_scripts_validate_gpus(model_config):
@@ -69,7 +90,7 @@ def test_slurm_scripts_hand_the_tool_to_srun(tmp_path, script, args, expected):
     assert argv[tool + 1:] == expected[1:]
 
 
-def test_resume_after_kill(model_config, shapes_root, tmp_path):
+def test_resume_after_kill(model_config, shapes_root, tmp_path, amp_run):
     """SIGKILL a run after its first checkpoint, resume, check the state."""
     work_dir = str(tmp_path / 'resume')
     epochs = 5
@@ -139,14 +160,9 @@ def test_resume_after_kill(model_config, shapes_root, tmp_path):
     assert saved_steps == {saved_epoch * ITERS_PER_EPOCH}
 
 
-def test_amp_and_auto_scale_lr_on_cpu(model_config, shapes_root, tmp_path):
-    work_dir = str(tmp_path / 'amp')
-    run(
-        train_cmd(model_config,
-                  work_dir,
-                  *data_options(shapes_root),
-                  *train_options(1, 1),
-                  extra=['--amp', '--auto-scale-lr']))
+def test_amp_and_auto_scale_lr_on_cpu(amp_run):
+    work_dir = amp_run['work_dir']
+    amp_run['job'].result()
     log = run_logs(work_dir)[-1]
     if torch.cuda.is_available():
         assert 'AmpOptimWrapper' in log
