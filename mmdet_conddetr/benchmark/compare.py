@@ -66,9 +66,11 @@ def _inference_flops(models, data, arch, size, device) -> Dict[str, Any]:
     return flops
 
 
-def _train_section(models, setting, run, flops) -> Dict[str, Any]:
-    """(2): one training step of each, and our training FLOPs."""
-    sizes = setting['train_sizes']
+def _train_section(models, setting, run, flops,
+                   sizes_key: str = 'train_sizes') -> Dict[str, Any]:
+    """(2): one training step of each on ``setting[sizes_key]``, and our
+    training FLOPs there (``flops[OURS][<section name>]``)."""
+    sizes = setting[sizes_key]
     log(f'training step, batch {len(sizes)}, {sizes}: '
         f'{run["train_warmup"]} + {run["repeats"]} interleaved rounds')
     data, fns = {}, {}
@@ -86,7 +88,8 @@ def _train_section(models, setting, run, flops) -> Dict[str, Any]:
                      batch=len(sizes), sizes=sizes)
     # Forward + backward of ours; mmdet's has the same arithmetic.
     ours, batch = models[OURS], data[OURS]
-    flops[OURS]['train'] = count_model_flops(lambda: ours.parse_losses(
+    name = 'train' if sizes_key == 'train_sizes' else 'train_square'
+    flops[OURS][name] = count_model_flops(lambda: ours.parse_losses(
         ours(batch['inputs'], batch['data_samples'], mode='loss'))[0].
                                              backward())
     ours.zero_grad(set_to_none=True)
@@ -193,6 +196,8 @@ def run_compare(setting: Dict[str, Any],
     flops = _inference_flops(models, data, setting['arch'], sizes[0],
                              device)
     sections['train'], train_fns = _train_section(models, setting, run, flops)
+    sections['train_square'], _ = _train_section(models, setting, run, flops,
+                                                 'train_square_sizes')
     result['optimizer'] = {
         key: str(model.benchmark_cfg.optim_wrapper.get('optimizer'))
         for key, model in models.items()

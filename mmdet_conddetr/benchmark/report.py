@@ -6,7 +6,8 @@ from .settings import MMDET, OURS, TARGETS
 
 _LABELS = dict(inference='inference (predict)',
                transformer='transformer + head',
-               train='training step')
+               train='training step',
+               train_square='training step')
 
 
 def fmt_time(stats: Dict[str, float]) -> str:

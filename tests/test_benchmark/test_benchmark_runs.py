@@ -37,7 +37,7 @@ def test_quick_compare_writes_the_documented_record(tmp_path):
     assert check['boxes_max_abs_diff'] <= 1e-4
     assert all(d['matched'] == d['count'] > 0 for d in check['detections'])
     # (1) (2) (4) interleaved timings of both models.
-    for name in ('inference', 'transformer', 'train'):
+    for name in ('inference', 'transformer', 'train', 'train_square'):
         section = record['sections'][name]
         for key in ('ours', 'mmdet'):
             _check_stats(section[key], 2)
@@ -45,6 +45,10 @@ def test_quick_compare_writes_the_documented_record(tmp_path):
         _check_stats(section['speedup_paired'], 2)
         assert section['batch'] == len(section['sizes'])
     assert record['sections']['train']['batch'] == 2
+    square = record['sections']['train_square']['sizes']
+    assert square == [list(size) for size in
+                      SETTINGS['quick']['train_square_sizes']]
+    assert all(height == width for height, width in square)
     # (5) FLOPs with the attention cores, and the machine's matmul peak.
     arch = record['arch']
     height, width = SETTINGS['quick']['infer_size']
