@@ -56,6 +56,13 @@ def train_options(max_epochs, val_interval):
     ]
 
 
+def final_checkpoint_only(max_epochs):
+    """Save the checkpoint of the last epoch only (and the best one): each
+    save also formats the whole config with yapf (mmengine stores it in the
+    checkpoint), a second or so, and no test reads the earlier ones."""
+    return [f'default_hooks.checkpoint.interval={max_epochs}']
+
+
 def same_batches_options(config):
     """Options making every epoch see the same batches in the same order
     (no shuffling, no flipping) at the full learning rate (no warm-up), so

@@ -93,7 +93,7 @@ def test_slurm_scripts_hand_the_tool_to_srun(tmp_path, script, args, expected):
 def test_resume_after_kill(model_config, shapes_root, tmp_path, amp_run):
     """SIGKILL a run after its first checkpoint, resume, check the state."""
     work_dir = str(tmp_path / 'resume')
-    epochs = 5
+    epochs = 3
     options = [
         *data_options(shapes_root), *train_options(epochs, 100),
         'default_hooks.checkpoint.max_keep_ckpts=-1'

@@ -15,9 +15,10 @@ import pytest
 from helpers.tool_run import tool_error
 from helpers.tool_runs import (ITERS_PER_EPOCH, NUM_VAL, REPO_ROOT, TOOLS,
                                Background, data_options, eval_cmd,
-                               eval_metrics, free_port, load_ckpt, run,
-                               run_logs, same_batches_options, scalars,
-                               selected, tool_env, train_cmd, train_options)
+                               eval_metrics, final_checkpoint_only, free_port,
+                               load_ckpt, run, run_logs, same_batches_options,
+                               scalars, selected, tool_env, train_cmd,
+                               train_options)
 from helpers.tool_runs import model_config, shapes_root  # noqa: F401
 
 
@@ -33,7 +34,7 @@ def dist_train(model_config, shapes_root, tmp_path_factory, request):
         'bash',
         osp.join(TOOLS, 'dist_train.sh'), model_config, 2, '--work-dir',
         work_dir, '--cfg-options', *data_options(shapes_root),
-        *train_options(2, 2)
+        *train_options(2, 2), *final_checkpoint_only(2)
     ],
                      env=tool_env(PORT=free_port()))
     yield dict(work_dir=work_dir, job=job)
@@ -48,7 +49,8 @@ def trained(model_config, shapes_root, tmp_path_factory):
     proc = run(
         train_cmd(model_config, work_dir, *data_options(shapes_root),
                   *train_options(epochs, epochs),
-                  *same_batches_options(model_config)))
+                  *same_batches_options(model_config),
+                  *final_checkpoint_only(epochs)))
     ckpt = osp.join(work_dir, f'epoch_{epochs}.pth')
     return dict(work_dir=work_dir,
                 ckpt=ckpt,
