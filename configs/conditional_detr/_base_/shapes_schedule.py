@@ -26,7 +26,10 @@ num_heads = 8
 ffn_channels = 512  # hidden size of the transformer FFNs
 num_encoder_layers = 2
 num_decoder_layers = 3
-num_queries = 20  # the shapes images hold at most 4 objects
+# The images hold at most 4 objects, but 50 queries learn faster than 20 (val
+# mAP at epoch 40 without the lr drop: 0.384 against 0.322; the decoder and
+# the matching are a small part of an iteration).
+num_queries = 50
 dropout = 0.0  # tiny data, tiny model, short schedule: no dropout
 
 data_preprocessor = dict(
