@@ -36,8 +36,13 @@ metainfo = dict(classes=classes, palette=palette)
 # padding. Boxes are predicted, and evaluated, in the 128 px frame.
 img_scale = (64, 64)
 
+# Training reads all 1000 images every epoch: they stay decoded in memory
+# (~50 MB), which saves about half of the data time of an iteration.
 train_pipeline = [
-    dict(type=load_image, backend_args=backend_args),
+    dict(
+        type='mmdet_conddetr.RobustLoadImageFromFile',
+        backend_args=backend_args,
+        max_cached_images=5000),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
