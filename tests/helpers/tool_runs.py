@@ -92,6 +92,11 @@ def tool_env(**extra):
     env = dict(os.environ)
     # the dist_*.sh scripts run $PYTHON; use this interpreter (the venv)
     env['PYTHON'] = sys.executable
+    # One compute thread per process: the tiny models gain nothing from
+    # more, and runs overlap (Background) on the 2 cores without spinning
+    # OpenMP threads slowing each other down.
+    env['OMP_NUM_THREADS'] = '1'
+    env['MKL_NUM_THREADS'] = '1'
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

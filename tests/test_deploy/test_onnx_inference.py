@@ -60,7 +60,7 @@ def test_official_size_rule():
 def test_onnx_inference_equals_det_inferencer(exported, photo, tmp_path):
     export = exported('r50')
     out_dir = tmp_path / 'out'
-    # the tool runs on one core while DetInferencer runs here meanwhile
+    # the tool runs on one core while DetInferencer runs here on the other
     argv = [TOOL, export['onnx'], photo, '--out-dir', str(out_dir),
             '--threads', '1']
     proc = subprocess.Popen(
@@ -68,10 +68,13 @@ def test_onnx_inference_equals_det_inferencer(exported, photo, tmp_path):
          RUN_TOOL.format(argv=argv, tool=TOOL, heavy=HEAVY)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         pred, names = _det_inferencer_prediction(export, photo)
         stdout, stderr = proc.communicate(timeout=600)
     finally:
+        torch.set_num_threads(threads)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
