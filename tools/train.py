@@ -14,6 +14,7 @@ import argparse
 # Registers the mmdet_conddetr scope and the checkpoint types torch.load may
 # unpickle; must come before anything loads a checkpoint.
 import mmdet_conddetr  # noqa: F401
+from mmdet_conddetr.errors import ConfigCheckError
 from mmdet_conddetr.engine import (enable_amp, prepare_train, run_cli,
                                    setup_cpu_distributed)
 from mmdet_conddetr.engine.runner_setup import (
@@ -55,7 +56,7 @@ def main():
     if args.auto_scale_lr:
         auto_scale_lr = cfg.get('auto_scale_lr')
         if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
-            raise RuntimeError(
+            raise ConfigCheckError(
                 '--auto-scale-lr needs `auto_scale_lr = dict(enable=False, '
                 'base_batch_size=N)` in the config (N: the total batch size '
                 f'its learning rate was tuned for); {args.config} has '

@@ -4,7 +4,6 @@ on a tiny shapes dataset (see tests/helpers/tool_runs.py).
 """
 import os
 import os.path as osp
-import runpy
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from helpers.tool_runs import (BATCH, ITERS_PER_EPOCH, REPO_ROOT, TIMEOUT,
                                run, run_logs, scalars, selected, tool_env,
                                train_cmd, train_options)
 from helpers.tool_runs import model_config, shapes_root  # noqa: F401
+from helpers.tool_run import tool_error
 
 
 @pytest.fixture(scope='module')
@@ -175,18 +175,16 @@ def test_amp_and_auto_scale_lr_on_cpu(amp_run):
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
-def test_auto_scale_lr_needs_config_entry(model_config, tmp_path, monkeypatch):
+def test_auto_scale_lr_needs_config_entry(model_config, tmp_path, capsys,
+                                          monkeypatch):
     # in-process (the tool stops before any work, so a subprocess would only
-    # add the import of torch and mmdet); the error ends the run uncaught
+    # add the import of torch and mmdet): one `error:` line, exit status 1
     config = tmp_path / 'no_auto_scale_lr.py'
     config.write_text(f'_base_ = {osp.join(REPO_ROOT, model_config)!r}\n'
                       'auto_scale_lr = dict(_delete_=True)\n')
-    monkeypatch.setattr(sys, 'argv', [
-        'train.py',
-        str(config), '--auto-scale-lr', '--work-dir',
-        str(tmp_path / 'wd')
-    ])
-    with pytest.raises(RuntimeError) as info:
-        runpy.run_path(osp.join(TOOLS, 'train.py'), run_name='__main__')
-    assert '--auto-scale-lr needs `auto_scale_lr' in str(info.value)
-    assert f'{config} has no `auto_scale_lr`' in str(info.value)
+    err = tool_error('train.py', [
+        config, '--auto-scale-lr', '--work-dir', tmp_path / 'wd'
+    ], capsys, monkeypatch)
+    assert '--auto-scale-lr needs `auto_scale_lr' in err
+    assert f'{config} has no `auto_scale_lr`' in err
+    assert not (tmp_path / 'wd').exists()
