@@ -67,10 +67,10 @@ def _inference_flops(models, data, arch, size, device) -> Dict[str, Any]:
 
 
 def _train_section(models, setting, run, flops,
-                   sizes_key: str = 'train_sizes') -> Dict[str, Any]:
-    """(2): one training step of each on ``setting[sizes_key]``, and our
-    training FLOPs there (``flops[OURS][<section name>]``)."""
-    sizes = setting[sizes_key]
+                   name: str = 'train') -> Dict[str, Any]:
+    """(2): one training step of each on ``setting[f'{name}_sizes']``, and
+    our training FLOPs there (``flops[OURS][name]``)."""
+    sizes = setting[f'{name}_sizes']
     log(f'training step, batch {len(sizes)}, {sizes}: '
         f'{run["train_warmup"]} + {run["repeats"]} interleaved rounds')
     data, fns = {}, {}
@@ -88,7 +88,6 @@ def _train_section(models, setting, run, flops,
                      batch=len(sizes), sizes=sizes)
     # Forward + backward of ours; mmdet's has the same arithmetic.
     ours, batch = models[OURS], data[OURS]
-    name = 'train' if sizes_key == 'train_sizes' else 'train_square'
     flops[OURS][name] = count_model_flops(lambda: ours.parse_losses(
         ours(batch['inputs'], batch['data_samples'], mode='loss'))[0].
                                              backward())
@@ -197,7 +196,7 @@ def run_compare(setting: Dict[str, Any],
                              device)
     sections['train'], train_fns = _train_section(models, setting, run, flops)
     sections['train_square'], _ = _train_section(models, setting, run, flops,
-                                                 'train_square_sizes')
+                                                 'train_square')
     result['optimizer'] = {
         key: str(model.benchmark_cfg.optim_wrapper.get('optimizer'))
         for key, model in models.items()

@@ -10,7 +10,6 @@ rate dropped at the same fraction of the schedule. Both detectors always get
 exactly the same iterations.
 """
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -30,7 +29,6 @@ class Plan:
     """The schedule both trainings run, and why."""
     epochs: int
     lr_drop_epoch: int
-    seconds_per_iter: float
     predicted_minutes: float
     full_schedule: bool
 
@@ -89,9 +87,7 @@ def plan_epochs(sec_per_iter: float, iters_per_epoch: int, val_batches: int,
     fits = max(0.0, seconds_left - fixed_seconds) / epoch_seconds
     epochs = max(val_interval,
                  min(max_epochs, int(fits) // val_interval * val_interval))
-    drop = max(1, min(epochs - 1,
-                      math.floor(epochs * lr_drop_epoch / max_epochs)))
-    if epochs == max_epochs:
-        drop = lr_drop_epoch
+    # the configs' drop for their own schedule, else at the same fraction
+    drop = max(1, min(epochs - 1, epochs * lr_drop_epoch // max_epochs))
     predicted = (fixed_seconds + epochs * epoch_seconds) / 60
-    return Plan(epochs, drop, sec_per_iter, predicted, epochs == max_epochs)
+    return Plan(epochs, drop, predicted, epochs == max_epochs)
