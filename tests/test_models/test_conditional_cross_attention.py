@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from mmdet_conddetr.models.layers import attention_core
 from mmdet_conddetr.models.layers.attention import ConditionalCrossAttention
+from mmdet_conddetr.models.layers.dropout import dropout as layer_dropout
 from mmdet_conddetr.models.layers.fused_projections import project_memory
 
 B, NQ, NK, D, HEADS = 2, 5, 11, 32, 4
@@ -152,8 +153,9 @@ def test_recording_path_matches_the_paper(is_first):
 def test_dropout_path_matches_the_paper(is_first, device, monkeypatch):
     """Training with attention dropout: explicit on the CPU; on CUDA (its
     selection simulated, the fused call then runs torch's CPU math kernel)
-    through scaled_dot_product_attention with dropout_p. Both draw the same
-    mask as F.dropout on a tensor of the weights' shape from the same seed.
+    through scaled_dot_product_attention with dropout_p. Each draws the mask
+    its kernel's dropout draws on a tensor of the weights' shape from the
+    same seed: ours on the CPU (layers.dropout), torch's in the fused call.
     (float32: no CUDA kernel takes float64, so it would run explicitly.)"""
     dtype, tol = torch.float64, 1e-10
     if device == 'cuda':
@@ -174,7 +176,8 @@ def test_dropout_path_matches_the_paper(is_first, device, monkeypatch):
     assert paths == ['explicit_attention' if device == 'cpu' else
                      'fused_attention']
     torch.manual_seed(11)
-    keep = F.dropout(torch.ones(B, HEADS, NQ, NK, dtype=dtype), 0.4)
+    draw = layer_dropout if device == 'cpu' else F.dropout
+    keep = draw(torch.ones(B, HEADS, NQ, NK, dtype=dtype), 0.4)
     assert 0 < (keep == 0).sum() < keep.numel()
     ref_out, _ = paper_cross_attention(attn, inputs, dropout_keep=keep)
     assert_same(out, gradients(out, attn, inputs), ref_out,

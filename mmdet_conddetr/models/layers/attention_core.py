@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .dropout import dropout
+
 EXPLICIT = 'explicit'
 FUSED = 'fused'
 _HALF = (torch.float16, torch.bfloat16)
@@ -80,7 +82,7 @@ def explicit_attention(q: Tensor,
         # In place: the matmul's backward needs its inputs, not its output.
         logits.masked_fill_(key_padding_mask[:, None, None, :], float('-inf'))
     weights = logits.softmax(-1)
-    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    dropped = dropout(weights, dropout_p) if dropout_p > 0 else weights
     out = torch.matmul(dropped, v)
     return (out, weights) if return_weights else out
 
