@@ -105,7 +105,10 @@ def project_memory(attentions: Sequence[nn.Module], memory: Tensor,
         value_key.view(batch, length, layers, heads, 2 * head_dims),
         key_pos.view(batch, length, layers, heads, head_dims)
     ], -1)
-    return [PackedMemory(packed[:, :, index]) for index in range(layers)]
+    # unbind, not one slice per layer: its backward stacks the layers'
+    # gradients into one new tensor where each slice's backward would fill a
+    # zero tensor of the whole buffer.
+    return [PackedMemory(layer) for layer in packed.unbind(2)]
 
 
 class LayerProjections(NamedTuple):
@@ -146,14 +149,16 @@ def precompute_decoder_inputs(layers: Sequence[nn.Module], query_pos: Tensor,
     first_cross = layers[0].cross_attn
     if first_cross.is_first:
         linears.append(first_cross.qpos_proj)
-    projected = F.linear(query_pos, *stacked_linear(linears))
+    # split, not slices: one concatenation in backward (see project_memory)
+    projected = F.linear(query_pos, *stacked_linear(linears)).split(
+        [2 * dims] * len(layers) + [dims] * int(first_cross.is_first), -1)
     memories = project_memory([layer.cross_attn for layer in layers], memory,
                               memory_pos)
     return [
         LayerProjections(
-            self_pos=projected[..., 2 * index * dims:2 * (index + 1) * dims],
+            self_pos=projected[index],
             cross_memory=memories[index],
-            cross_query_pos=(projected[..., 2 * len(layers) * dims:]
+            cross_query_pos=(projected[-1]
                              if layer.cross_attn.is_first else None))
         for index, layer in enumerate(layers)
     ]
