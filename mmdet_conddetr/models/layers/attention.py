@@ -113,10 +113,13 @@ class ConditionalSelfAttention(nn.Module):
             query,
             *stacked_linear(
                 (self.qcontent_proj, self.kcontent_proj, self.v_proj)))
-        q, k = (qkv[..., :2 * dims] + pos_proj).split(dims, dim=-1)
+        # split, not slices: backward concatenates the two gradients once
+        # rather than zero-filling a [B, Nq, 3d] tensor per slice.
+        qk_content, v = qkv.split([2 * dims, dims], dim=-1)
+        q, k = (qk_content + pos_proj).split(dims, dim=-1)
         out = attend(
             split_heads(q, self.num_heads), split_heads(k, self.num_heads),
-            split_heads(qkv[..., 2 * dims:], self.num_heads), None,
+            split_heads(v, self.num_heads), None,
             self.attn_drop if self.training else 0.0)
         return self.out_proj(merge_heads(out))
 
