@@ -215,9 +215,11 @@ mmdet_train_pipeline = [
 mmdet_test_pipeline = {{_base_.test_pipeline}}
 
 # fused=True: one fused call per parameter group instead of a Python loop over
-# the ~300 tensors (torch's default on the CPU); same update rule and groups.
+# the ~300 tensors (torch's default on the CPU), and two groups (backbone and
+# the rest) instead of mmengine's one per tensor; same update rule and lrs.
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='mmdet_conddetr.MergedGroupsOptimWrapperConstructor',
     optimizer=dict(
         _delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2),
