@@ -96,3 +96,26 @@ def test_package_scoped_config_paths_resolve(tmp_path):
     assert cfg.train_cfg.max_epochs == 1
     hub_cfg = get_config('mmdet_conddetr::conditional_detr/r50_50ep.py')
     assert hub_cfg.model.type == 'ConditionalDETR'
+
+
+def test_demo_detectors_share_the_budget_and_optimizer():
+    """The two demo configs differ only in the detector: same optimizer,
+    schedule and model size; the backbone's lr is 10x the transformer's,
+    in two parameter groups."""
+    conditional, detr = (load_config(name)
+                         for name in ('shapes_demo.py', 'shapes_demo_detr.py'))
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg',
+                'train_dataloader'):
+        assert conditional[key] == detr[key], key
+    for key in ('backbone', 'neck', 'num_queries', 'data_preprocessor'):
+        assert conditional.model[key] == detr.model[key], key
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    model = build_model('shapes_demo.py')
+    with DefaultScope.overwrite_default_scope('mmdet_conddetr'):
+        groups = build_optim_wrapper(
+            model, conditional.optim_wrapper).optimizer.param_groups
+    lr = conditional.optim_wrapper.optimizer.lr
+    assert [group['lr'] for group in groups] == [10 * lr, lr]
+    assert {id(p) for p in groups[0]['params']} == {
+        id(p) for p in model.backbone.parameters()}
