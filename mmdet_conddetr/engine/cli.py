@@ -154,6 +154,22 @@ def _log(message: str) -> None:
         pass
 
 
+def _release_process_group() -> None:
+    """Destroy the default process group before exiting on an error.
+
+    Left to interpreter exit, the group's communication threads can still be
+    running when its destructor runs, and the process aborts (status -6,
+    "terminate called without an active exception") after the error was
+    printed; seen once in 2-rank CPU runs under load.
+    """
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # the exit status and the message matter more
+        pass
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run ``main()``; print known errors without a traceback."""
     try:
@@ -170,4 +186,5 @@ def run_cli(main: Callable[[], object]) -> None:
         print(f'{prefix}: {message}', file=sys.stderr, flush=True)
         if os.environ.get('MMDET_CONDDETR_DEBUG'):
             raise
+        _release_process_group()
         sys.exit(1)
