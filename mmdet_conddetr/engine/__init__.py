@@ -20,7 +20,8 @@ from .preflight import prepare_test, prepare_train  # noqa: E402
 
 __all__ = [
     'CPUAmpOptimWrapper', 'MergedGroupsOptimWrapperConstructor',
-    'enable_amp', 'init_cpu_process_group', 'setup_cpu_distributed', 'UserFacingError', 'ConfigCheckError',
+    'enable_amp', 'init_cpu_process_group', 'setup_cpu_distributed',
+    'UserFacingError', 'ConfigCheckError',
     'DataCheckError', 'WorkDirError', 'NonFiniteLossError',
     'CheckpointSaveError', 'DistributedFailureError', 'AtomicCheckpointHook',
     'CheckpointMatchHook', 'CheckpointMismatchError', 'NonFiniteLossHook',

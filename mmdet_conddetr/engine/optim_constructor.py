@@ -46,8 +46,9 @@ class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` with one group per setting.
 
     Configs select it with ``optim_wrapper = dict(constructor=
-    'MergedGroupsOptimWrapperConstructor', paramwise_cfg=..., ...)``; the
-    other keys mean what they mean for mmengine's constructor.
+    'mmdet_conddetr.MergedGroupsOptimWrapperConstructor', paramwise_cfg=...,
+    ...)`` (a scoped name, as the configs give their hooks); the other keys
+    mean what they mean for mmengine's constructor.
     """
 
     def add_params(self,
